@@ -1,0 +1,83 @@
+import type { JobWithMetadata, PgBoss } from 'pg-boss';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Engine } from '../persistence/apply-event.js';
+import { findEffectResult, recordEffectResult } from '../persistence/effect-results.repo.js';
+import { DEAD_LETTER_QUEUE, queueOf } from '../persistence/queues.js';
+import { PermanentEffectError, type EffectActor, type EffectJob } from './effect-actor.js';
+
+export interface RunnerDeps {
+  boss: PgBoss;
+  pool: pg.Pool;
+  engine: Engine;
+  log: Logger;
+  config: Pick<Config, 'WORKER_BATCH_SIZE' | 'WORKER_CONCURRENCY'>;
+}
+
+// FACTS.md: each worker waits its polling interval after every fetch, so batch size 1 caps a queue at
+// a few jobs/s. Batches, a burst while batches come back full, and NOTIFY wake-ups keep latency low.
+export function workOptions(config: RunnerDeps['config']) {
+  return {
+    batchSize: config.WORKER_BATCH_SIZE,
+    localConcurrency: config.WORKER_CONCURRENCY,
+    burstWhenBatchFull: config.WORKER_BATCH_SIZE > 1,
+    pollingIntervalSeconds: 0.5,
+    notifyPollingIntervalSeconds: 2,
+    perJobResults: true,
+  } as const;
+}
+
+/** Runs one job: replay a recorded result if the effect already happened, else perform and record it; then apply it. */
+export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, actor: EffectActor, job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal }) {
+  const { paymentId, effect, attempt } = job.data;
+  const log = deps.log.child({ paymentId, jobId: job.id, effect, attempt });
+  let result = await findEffectResult(deps.pool, { paymentId, effect, attempt });
+  if (result) {
+    log.info('effect already performed; replaying its recorded result');
+  } else {
+    const performed = await actor.perform(job.data, { signal: job.signal, log, jobId: job.id, retryCount: job.retryCount });
+    result = await recordEffectResult(deps.pool, { paymentId, effect, attempt }, performed);
+  }
+  const applied = await deps.engine.applyEvent(paymentId, result, { source: `actor:${effect}` });
+  log.debug({ outcome: applied.outcome, state: applied.state }, 'effect result applied');
+  return applied;
+}
+
+export async function startActors(deps: RunnerDeps, actors: EffectActor[]): Promise<void> {
+  for (const actor of actors) {
+    await deps.boss.work<EffectJob>(queueOf(actor.effect), workOptions(deps.config), async (jobs) => {
+      const settled = await Promise.allSettled(jobs.map((job) => runEffectJob(deps, actor, job)));
+      return settled.map((outcome, i) => {
+        const id = jobs[i]!.id;
+        if (outcome.status === 'fulfilled') return { id, status: 'completed' as const };
+        const error = outcome.reason as Error;
+        deps.log.warn({ jobId: id, paymentId: jobs[i]!.data.paymentId, effect: actor.effect, err: error }, 'effect failed');
+        const status = error instanceof PermanentEffectError ? ('deadletter' as const) : ('failed' as const);
+        return { id, status, output: { message: error.message } };
+      });
+    });
+  }
+}
+
+/** A job that used up its retries parks its payment for review instead of leaving it waiting forever. */
+export async function startDeadLetterWorker(deps: RunnerDeps): Promise<void> {
+  await deps.boss.work(
+    DEAD_LETTER_QUEUE,
+    // Dead-lettering does not NOTIFY, so this queue relies on its (short) poll.
+    { batchSize: 10, pollingIntervalSeconds: 1, notifyPollingIntervalSeconds: 1, includeMetadata: true },
+    async (jobs: JobWithMetadata<EffectJob>[]) => {
+      for (const job of jobs) {
+        const { paymentId, effect } = job.data;
+        const error = messageOf(job.sourceOutput) ?? 'no error recorded';
+        await deps.engine.applyEvent(paymentId, { type: 'effect.exhausted', effect, error }, { source: 'dead-letter' });
+        deps.log.error({ paymentId, effect, error }, 'effect exhausted its retries; payment parked for review');
+      }
+    },
+  );
+}
+
+function messageOf(output: unknown): string | null {
+  if (output && typeof output === 'object' && 'message' in output && typeof output.message === 'string') return output.message;
+  return null;
+}

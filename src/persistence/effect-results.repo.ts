@@ -1,0 +1,32 @@
+import type pg from 'pg';
+import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
+
+export interface EffectKey {
+  paymentId: string;
+  effect: EffectName;
+  attempt: number;
+}
+
+export async function findEffectResult(pool: pg.Pool, key: EffectKey): Promise<PaymentEvent | null> {
+  const { rows } = await pool.query<{ result: PaymentEvent }>(
+    'SELECT result FROM effect_results WHERE payment_id = $1 AND effect = $2 AND attempt = $3',
+    [key.paymentId, key.effect, key.attempt],
+  );
+  return rows[0]?.result ?? null;
+}
+
+/** Records the result unless one exists; returns whichever was recorded first, so every replay applies the same event. */
+export async function recordEffectResult(pool: pg.Pool, key: EffectKey, result: PaymentEvent): Promise<PaymentEvent> {
+  const { rows } = await pool.query<{ result: PaymentEvent }>(
+    `WITH ins AS (
+       INSERT INTO effect_results (payment_id, effect, attempt, result) VALUES ($1, $2, $3, $4)
+       ON CONFLICT DO NOTHING RETURNING result)
+     SELECT result FROM ins
+     UNION ALL
+     SELECT result FROM effect_results WHERE payment_id = $1 AND effect = $2 AND attempt = $3
+     LIMIT 1`,
+    [key.paymentId, key.effect, key.attempt, result],
+  );
+  // Under a concurrent first insert the statement's snapshot may miss the winner's row; read it again.
+  return rows[0]?.result ?? (await findEffectResult(pool, key)) ?? result;
+}

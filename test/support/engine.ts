@@ -1,5 +1,6 @@
 import { PgBoss } from 'pg-boss';
-import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from '../../src/logger.js';
 import { createEngine, type Engine } from '../../src/persistence/apply-event.js';
 import { createBoss } from '../../src/persistence/queues.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -8,7 +9,7 @@ export interface TestEngine {
   db: TestDatabase;
   boss: PgBoss;
   engine: Engine;
-  log: ReturnType<typeof pino>;
+  log: Logger;
   close(): Promise<void>;
 }
 
@@ -19,7 +20,7 @@ export async function startTestEngine(): Promise<TestEngine> {
   boss.on('error', () => {});
   await boss.start();
   const engine = createEngine({ pool: db.pool, boss });
-  const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent');
   return {
     db,
     boss,

@@ -1,0 +1,36 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { PgBoss } from 'pg-boss';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Engine } from '../persistence/apply-event.js';
+import { registerErrorHandler } from './plugins/error-handler.js';
+import { registerOpenApi } from './plugins/openapi.js';
+import { healthRoutes } from './routes/health.route.js';
+
+export interface AppDeps {
+  config: Config;
+  pool: pg.Pool;
+  boss: PgBoss;
+  engine: Engine;
+  log: Logger;
+}
+
+/** The HTTP surface, built from its dependencies: main.ts listens on it, tests use app.inject. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  // Typed as the base logger so plugins and route modules share one FastifyInstance type.
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    // Webhook bodies are small; anything larger is refused with 413 before it is parsed.
+    bodyLimit: 256 * 1024,
+    trustProxy: true,
+    requestIdHeader: 'x-request-id',
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerErrorHandler(app);
+  await registerOpenApi(app);
+  await app.register(healthRoutes, { pool: deps.pool, boss: deps.boss });
+  return app;
+}

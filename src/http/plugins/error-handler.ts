@@ -1,0 +1,46 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+
+/** An error whose message is safe and useful to show the caller (4xx). */
+export class HttpError extends Error {
+  constructor(public readonly statusCode: number, message: string, public readonly details?: unknown) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+// The one place errors become HTTP: a 4xx says what was wrong and how to fix it; a 5xx says nothing
+// about internals (they go to the log with the request id the caller can quote).
+export function registerErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      const problems = error.validation.map((v) => {
+        const field = [error.validationContext, ...String(v.instancePath).split('/').filter(Boolean)].join('.');
+        return { field, message: v.message ?? 'is invalid' };
+      });
+      return reply.status(400).send({
+        error: 'Bad Request',
+        message: problems.map((p) => `${p.field}: ${p.message}`).join('; '),
+        problems,
+      });
+    }
+    const status = error instanceof HttpError ? error.statusCode : (error.statusCode ?? 500);
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      return reply.status(status).send({ error: 'Internal Server Error', message: `Something went wrong on our side; quote request id ${request.id}.` });
+    }
+    return reply.status(status).send({
+      error: reasonPhrase(status),
+      message: error.message,
+      ...(error instanceof HttpError && error.details !== undefined ? { details: error.details } : {}),
+    });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({ error: 'Not Found', message: `No route for ${request.method} ${request.url.split('?')[0]}` });
+  });
+}
+
+function reasonPhrase(status: number): string {
+  const phrases: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+  return phrases[status] ?? 'Error';
+}

@@ -18,7 +18,7 @@ export interface AppDeps {
 }
 
 /** The HTTP surface, built from its dependencies: main.ts listens on it, tests use app.inject. */
-export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+export async function buildApp(deps: AppDeps, registerRoutes?: (app: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
   // Typed as the base logger so plugins and route modules share one FastifyInstance type.
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
@@ -32,5 +32,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandler(app);
   await registerOpenApi(app);
   await app.register(healthRoutes, { pool: deps.pool, boss: deps.boss });
+  await registerRoutes?.(app);
   return app;
 }

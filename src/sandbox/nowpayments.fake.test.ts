@@ -1,8 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseIpn } from '../../src/nowpayments/ipn.schema.js';
-import { verifyIpnSignature } from '../../src/nowpayments/signature.js';
+import { parseIpn } from '../nowpayments/ipn.schema.js';
+import { verifyIpnSignature } from '../nowpayments/signature.js';
 import { startFakeNowPayments, type FakeNowPayments } from './nowpayments.fake.js';
 
 const API_KEY = 'test-api-key';

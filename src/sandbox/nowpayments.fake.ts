@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { PaymentStatus } from '../../src/nowpayments/ipn.schema.js';
-import { signIpn, type SignatureForm } from '../../src/nowpayments/signature.js';
+import type { PaymentStatus } from '../nowpayments/ipn.schema.js';
+import { signIpn, type SignatureForm } from '../nowpayments/signature.js';
 
 // A stand-in for api.nowpayments.io: the invoice and payment endpoints the engine uses, plus a sender
 // for signed IPNs. Shapes follow NowPayments' documented responses, including their inconsistencies

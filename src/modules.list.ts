@@ -1,0 +1,4 @@
+import type { Module } from './modules.js';
+
+// Every feature module the service runs, in start order (a module may use what an earlier one shared).
+export const allModules: Module[] = [];

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { EffectActor } from './actors/effect-actor.js';
 import type { Config } from './config.js';
+import type { NowPaymentsClient } from './nowpayments/client.js';
 import type { Engine } from './persistence/apply-event.js';
 
 // A feature (intake, Telegram, payouts) plugs into the service through one of these, so the
@@ -15,8 +16,36 @@ export interface ModuleDeps {
   boss: PgBoss;
   engine: Engine;
   log: Logger;
-  /** Values modules share with each other (e.g. the order service the bot uses), filled in order. */
-  shared: Map<string, unknown>;
+  runtime: Runtime;
+  /** Values modules share with each other, filled in module order by `prepare`. */
+  shared: Shared;
+}
+
+export interface Runtime {
+  /** No provider credentials and not production: fakes stand in for NowPayments / Telegram. */
+  sandbox: boolean;
+  statusTokenSecret: string;
+  /** Where buyers and providers reach us (PUBLIC_BASE_URL, else the address the server listens on). */
+  publicBaseUrl(): string;
+}
+
+export interface CreatedOrder {
+  orderId: string;
+  invoiceUrl: string;
+  /** The success page with its signed status token. */
+  statusUrl: string;
+  priceUsd: string;
+}
+
+export interface OrderService {
+  createOrder(input: { buyerTelegramId: string; openChannelId: string; planId: string; source: 'api' | 'bot' }): Promise<CreatedOrder>;
+}
+
+export interface Shared {
+  nowPayments?: NowPaymentsClient;
+  nowPaymentsIpnSecret?: string;
+  orderService?: OrderService;
+  [key: string]: unknown;
 }
 
 export interface Module {

@@ -10,6 +10,7 @@ import { openDatabase, type Database } from './persistence/database.js';
 import { migrate } from './persistence/migrate.js';
 import { createBoss, ensureQueues } from './persistence/queues.js';
 import { allModules } from './modules.list.js';
+import { resolveRuntime } from './runtime.js';
 
 // The composition root: config -> database -> migrations -> pg-boss -> modules (actors, routes,
 // workers) -> HTTP. main.ts runs it for `npm start`; end-to-end tests run it on a test database.
@@ -42,7 +43,9 @@ export async function startService(config: Config, log: Logger, modules: Module[
     await ensureQueues(boss, config, Object.assign({}, ...modules.map((m) => m.queues ?? {})));
 
     const engine = createEngine({ pool: db.pool, boss });
-    const deps: ModuleDeps = { config, pool: db.pool, boss, engine, log, shared: new Map() };
+    let listeningUrl = '';
+    const runtime = resolveRuntime(config, log, () => listeningUrl);
+    const deps: ModuleDeps = { config, pool: db.pool, boss, engine, log, runtime, shared: {} };
     for (const module of modules) {
       const stop = await module.prepare?.(deps);
       if (stop) cleanup.unshift(stop);
@@ -54,7 +57,7 @@ export async function startService(config: Config, log: Logger, modules: Module[
     const app = await buildApp({ config, pool: db.pool, boss, engine, log }, async (instance) => {
       for (const module of modules) await module.routes?.(instance, deps);
     });
-    await app.listen({ host: config.HOST, port: config.PORT });
+    listeningUrl = await app.listen({ host: config.HOST, port: config.PORT });
     cleanup.unshift(() => app.close());
 
     for (const module of modules) {

@@ -1,4 +1,5 @@
 import type { Module } from './modules.js';
+import { operatorModule } from './operator/operator.module.js';
 
 // Every feature module the service runs, in start order (a module may use what an earlier one shared).
-export const allModules: Module[] = [];
+export const allModules: Module[] = [operatorModule];

@@ -47,11 +47,15 @@ export const configSchema = z.object({
   NOWPAYMENTS_IPN_SECRET: optionalText,
   RECONCILE_AFTER: duration('15m'),
   RECONCILE_EVERY: z.string().default('*/5 * * * *'),
+  /** Status API requests per minute per client IP (the success page polls with backoff, ~10/min). */
+  STATUS_RATE_LIMIT: int(120, 1, 1_000_000),
 
   TELEGRAM_BOT_TOKEN: optionalText,
   TELEGRAM_API_ROOT: url.default('https://api.telegram.org'),
   TELEGRAM_WEBHOOK_SECRET: optionalText,
   TELEGRAM_UPDATES: z.enum(['webhook', 'polling', 'off']).default('off'),
+  /** grammY's own default is 500 s; a worker must learn quickly that Telegram did not answer. */
+  TELEGRAM_REQUEST_TIMEOUT: duration('10s'),
   INVITE_EXPIRE_AFTER: duration('1d'),
   SUBSCRIPTION_REMINDERS: z.string().default('3d,1d'),
   SUBSCRIPTION_REMOVAL_DRY_RUN: z.stringbool().default(false),

@@ -1,5 +1,6 @@
 import type { Module } from './modules.js';
 import { operatorModule } from './operator/operator.module.js';
+import { ordersModule } from './orders/orders.module.js';
 
 // Every feature module the service runs, in start order (a module may use what an earlier one shared).
-export const allModules: Module[] = [operatorModule];
+export const allModules: Module[] = [operatorModule, ordersModule];

@@ -1,0 +1,66 @@
+import type { Queryable } from './channels.repo.js';
+
+// Plans are never deleted: orders reference them and keep the price they were sold at. A plan that is
+// no longer sold is marked inactive.
+
+export interface PlanRow {
+  planId: string;
+  openChannelId: string;
+  title: string;
+  priceUsd: string;
+  durationDays: number;
+  active: boolean;
+  createdAt: Date;
+}
+
+export type NewPlan = Omit<PlanRow, 'createdAt'>;
+
+const COLUMNS = `plan_id AS "planId", open_channel_id::text AS "openChannelId", title, price_usd::text AS "priceUsd",
+  duration_days AS "durationDays", active, created_at AS "createdAt"`;
+
+export async function insertPlan(db: Queryable, p: NewPlan): Promise<PlanRow> {
+  const { rows } = await db.query<PlanRow>(
+    `INSERT INTO plans (plan_id, open_channel_id, title, price_usd, duration_days, active)
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
+    [p.planId, p.openChannelId, p.title, p.priceUsd, p.durationDays, p.active],
+  );
+  return rows[0]!;
+}
+
+export async function updatePlan(db: Queryable, p: NewPlan): Promise<PlanRow> {
+  const { rows } = await db.query<PlanRow>(
+    `UPDATE plans SET title = $3, price_usd = $4, duration_days = $5, active = $6
+      WHERE plan_id = $1 AND open_channel_id = $2 RETURNING ${COLUMNS}`,
+    [p.planId, p.openChannelId, p.title, p.priceUsd, p.durationDays, p.active],
+  );
+  if (!rows[0]) throw new Error(`plan ${p.planId} of channel ${p.openChannelId} vanished during its update`);
+  return rows[0];
+}
+
+export async function findPlan(db: Queryable, planId: string): Promise<PlanRow | null> {
+  const { rows } = await db.query<PlanRow>(`SELECT ${COLUMNS} FROM plans WHERE plan_id = $1`, [planId]);
+  return rows[0] ?? null;
+}
+
+export async function plansOfChannels(db: Queryable, openChannelIds: string[]): Promise<PlanRow[]> {
+  if (openChannelIds.length === 0) return [];
+  const { rows } = await db.query<PlanRow>(
+    `SELECT ${COLUMNS} FROM plans WHERE open_channel_id = ANY($1::bigint[]) ORDER BY created_at, plan_id`,
+    [openChannelIds],
+  );
+  return rows;
+}
+
+/**
+ * The active plan a legacy order (which carried no plan) paid for, recognised by its price. When two
+ * active plans share a price the oldest wins, so the same IPN always maps to the same plan.
+ */
+export async function findActivePlanByPrice(db: Queryable, openChannelId: string, priceUsd: string): Promise<PlanRow | null> {
+  const { rows } = await db.query<PlanRow>(
+    `SELECT ${COLUMNS} FROM plans
+      WHERE open_channel_id = $1 AND active AND price_usd = $2::numeric
+      ORDER BY created_at, plan_id LIMIT 1`,
+    [openChannelId, priceUsd],
+  );
+  return rows[0] ?? null;
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { channelIdSchema, planIdSchema, userIdSchema } from '../../channels/channel.schema.js';
+import type { OrderService } from '../../modules.js';
+import { HttpError } from '../plugins/error-handler.js';
+
+const errorSchema = z.object({ error: z.string(), message: z.string() }).loose();
+
+const PHRASES: Record<number, string> = { 502: 'Bad Gateway', 503: 'Service Unavailable' };
+
+/** POST /api/orders: a buyer's order for a plan, answered with the NowPayments invoice to pay. */
+export async function ordersRoutes(app: FastifyInstance, deps: { orderService: OrderService }): Promise<void> {
+  app.withTypeProvider<ZodTypeProvider>().post(
+    '/api/orders',
+    {
+      schema: {
+        tags: ['orders'],
+        summary: 'Create an order and its NowPayments invoice',
+        body: z.strictObject({ telegram_user_id: userIdSchema, open_channel_id: channelIdSchema, plan_id: planIdSchema }),
+        response: {
+          201: z.object({
+            order_id: z.string(),
+            invoice_url: z.string(),
+            status_url: z.string().meta({ description: 'The success page, carrying the signed status token' }),
+          }),
+          400: errorSchema,
+          404: errorSchema,
+          502: errorSchema,
+          503: errorSchema,
+        },
+      },
+    },
+    async (request, reply) => {
+      try {
+        const order = await deps.orderService.createOrder({
+          buyerTelegramId: request.body.telegram_user_id,
+          openChannelId: request.body.open_channel_id,
+          planId: request.body.plan_id,
+          source: 'api',
+        });
+        return reply.status(201).send({ order_id: order.orderId, invoice_url: order.invoiceUrl, status_url: order.statusUrl });
+      } catch (error) {
+        // The error handler hides every 5xx message; these two are ours, safe, and tell the caller what to do.
+        if (error instanceof HttpError && (error.statusCode === 502 || error.statusCode === 503)) {
+          return reply.status(error.statusCode).send({ error: PHRASES[error.statusCode]!, message: error.message });
+        }
+        throw error;
+      }
+    },
+  );
+}

@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Module } from '../src/modules.js';
+import { createNowPaymentsClient } from '../src/nowpayments/client.js';
+import { ordersModule } from '../src/orders/orders.module.js';
+import { verifyStatusToken } from '../src/orders/status-token.js';
+import { startFakeNowPayments, type FakeNowPayments } from '../src/sandbox/nowpayments.fake.js';
+import { startTestService, type TestService } from './support/service.js';
+
+const API_KEY = 'np-test-key';
+const STATUS_SECRET = 's'.repeat(40);
+const ADMIN = 'x'.repeat(32);
+
+let fake: FakeNowPayments;
+let t: TestService;
+
+// Until the intake module shares the NowPayments client, this wires it the same way (a real client on the fake).
+const nowPaymentsWiring: Module = {
+  name: 'test-nowpayments',
+  async prepare(deps) {
+    deps.shared.nowPayments = createNowPaymentsClient({ baseUrl: fake.url, apiKey: API_KEY });
+  },
+};
+
+beforeAll(async () => {
+  fake = await startFakeNowPayments({ apiKey: API_KEY, ipnSecret: 'ipn-secret' });
+  t = await startTestService(
+    { ADMIN_TOKEN: ADMIN, NOWPAYMENTS_API_URL: fake.url, NOWPAYMENTS_API_KEY: API_KEY, NOWPAYMENTS_IPN_SECRET: 'ipn-secret', STATUS_TOKEN_SECRET: STATUS_SECRET },
+    [nowPaymentsWiring, ordersModule],
+  );
+  const create = (body: object) =>
+    t.service.app.inject({ method: 'POST', url: '/admin/channels', headers: { authorization: `Bearer ${ADMIN}` }, payload: body });
+  const base = { title: 'Signals', wallet_address: '0x52908400098527886E0F7030069857D2E4169EE7', currency: 'usdt', network: 'eth', strategy: 'instant', platform_fee_percent: '10' };
+  expect((await create({ ...base, open_channel_id: '-1001', closed_channel_id: '-2001', plans: [
+    { plan_id: 'month', title: '1 month', price_usd: '9.99', duration_days: 30 },
+    { plan_id: 'old', title: 'old', price_usd: '5', duration_days: 30, active: false },
+  ] })).statusCode).toBe(201);
+  expect((await create({ ...base, open_channel_id: '-1002', closed_channel_id: '-2002', plans: [{ plan_id: 'other', title: 'x', price_usd: '1', duration_days: 1 }] })).statusCode).toBe(201);
+});
+afterAll(async () => {
+  await t?.close();
+  await fake?.close();
+});
+
+const order = (body: object) => t.service.app.inject({ method: 'POST', url: '/api/orders', payload: body });
+
+describe('POST /api/orders', () => {
+  it('creates an order and its NowPayments invoice with our callback, success and cancel URLs', async () => {
+    const res = await order({ telegram_user_id: '123456789', open_channel_id: '-1001', plan_id: 'month' });
+    expect(res.statusCode).toBe(201);
+    const { order_id: orderId, invoice_url: invoiceUrl, status_url: statusUrl } = res.json();
+    expect(orderId).toMatch(/^ord_[a-z2-7]{26}$/);
+
+    const invoice = [...fake.invoices.values()].find((i) => i.order_id === orderId)!;
+    expect(invoice).toMatchObject({
+      price_amount: '9.99',
+      price_currency: 'usd',
+      ipn_callback_url: `${t.url}/webhooks/nowpayments`,
+      cancel_url: `${t.url}/pay/cancel?order_id=${orderId}`,
+      invoice_url: invoiceUrl,
+    });
+    expect(fake.requests.find((r) => r.path === '/v1/invoice' && (r.body as { order_id: string }).order_id === orderId)?.headers['x-api-key']).toBe(API_KEY);
+
+    const success = new URL(invoice.success_url!);
+    expect(statusUrl).toBe(invoice.success_url);
+    expect(`${success.origin}${success.pathname}`).toBe(`${t.url}/pay/success`);
+    expect(success.searchParams.get('order_id')).toBe(orderId);
+    expect(verifyStatusToken(STATUS_SECRET, orderId, success.searchParams.get('token'))).toBe(true);
+    expect(verifyStatusToken(STATUS_SECRET, `${orderId}x`, success.searchParams.get('token'))).toBe(false);
+
+    const { rows } = await t.db.pool.query('SELECT buyer_telegram_id::text AS buyer, open_channel_id::text AS channel, plan_id, price_usd::text AS price, source, invoice_id, invoice_url, granted_payment_id FROM orders WHERE order_id = $1', [orderId]);
+    expect(rows).toEqual([{ buyer: '123456789', channel: '-1001', plan_id: 'month', price: '9.99', source: 'api', invoice_id: invoice.id, invoice_url: invoiceUrl, granted_payment_id: null }]);
+  });
+
+  it('gives every order its own id', async () => {
+    const ids = await Promise.all(Array.from({ length: 5 }, async () => (await order({ telegram_user_id: '42', open_channel_id: '-1001', plan_id: 'month' })).json().order_id));
+    expect(new Set(ids).size).toBe(5);
+  });
+
+  it('answers 404 for an unknown channel', async () => {
+    const res = await order({ telegram_user_id: '42', open_channel_id: '-1999', plan_id: 'month' });
+    expect(res.statusCode).toBe(404);
+    expect(res.json().message).toMatch(/^open_channel_id: /);
+  });
+
+  it('answers 400 for a plan of another channel, an unknown plan and a withdrawn plan', async () => {
+    for (const plan_id of ['other', 'nope', 'old']) {
+      const res = await order({ telegram_user_id: '42', open_channel_id: '-1001', plan_id });
+      expect(res.statusCode).toBe(400);
+      expect(res.json().message).toMatch(/^plan_id: /);
+    }
+  });
+
+  it('answers 400 naming the field for a bad telegram user id', async () => {
+    const res = await order({ telegram_user_id: '12.5', open_channel_id: '-1001', plan_id: 'month' });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(/body\.telegram_user_id/);
+  });
+
+  it('answers 502 when NowPayments refuses, keeping the order without an invoice', async () => {
+    const working = t.service.deps.shared.nowPayments;
+    t.service.deps.shared.nowPayments = createNowPaymentsClient({ baseUrl: fake.url, apiKey: 'wrong-key' });
+    try {
+      const before = (await t.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE invoice_id IS NULL')).rows[0].n;
+      const res = await order({ telegram_user_id: '42', open_channel_id: '-1001', plan_id: 'month' });
+      expect(res.statusCode).toBe(502);
+      expect(res.json().message).toMatch(/NowPayments did not create the invoice/);
+      expect((await t.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE invoice_id IS NULL')).rows[0].n).toBe(before + 1);
+    } finally {
+      t.service.deps.shared.nowPayments = working;
+    }
+  });
+
+  it('answers 503 when no payments provider is configured', async () => {
+    const working = t.service.deps.shared.nowPayments;
+    delete t.service.deps.shared.nowPayments;
+    try {
+      const res = await order({ telegram_user_id: '42', open_channel_id: '-1001', plan_id: 'month' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json().message).toMatch(/payments provider not configured/);
+    } finally {
+      t.service.deps.shared.nowPayments = working;
+    }
+  });
+});

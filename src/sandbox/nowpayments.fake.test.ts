@@ -94,6 +94,9 @@ describe('fake NowPayments', () => {
     expect(await one.json()).toMatchObject({ payment_id: payment.payment_id, payment_status: 'finished', invoice_id: Number(invoice.id) });
     const list = await fetch(`${np.url}/v1/payment?invoiceId=${invoice.id}`, { headers: { 'x-api-key': API_KEY } });
     expect(await list.json()).toMatchObject({ total: 1, page: 0, pagesCount: 1, data: [{ payment_id: payment.payment_id }] });
+    // Both spellings of the list path, as the real API; our client (src/nowpayments/client.ts) uses the slash.
+    const slashed = await fetch(`${np.url}/v1/payment/?invoiceId=${invoice.id}`, { headers: { 'x-api-key': API_KEY } });
+    expect(await slashed.json()).toMatchObject({ total: 1, data: [{ payment_id: payment.payment_id }] });
   });
 
   it('signs each form, and tampering, wrong secrets and missing headers fail verification', async () => {

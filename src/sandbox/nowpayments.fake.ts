@@ -252,7 +252,8 @@ export async function startFakeNowPayments(options: { apiKey: string; ipnSecret:
       createInvoice(obj, res, address());
       return;
     }
-    if (req.method === 'GET' && url.pathname === '/v1/payment') {
+    // The real API answers both spellings; our client uses the trailing slash.
+    if (req.method === 'GET' && (url.pathname === '/v1/payment' || url.pathname === '/v1/payment/')) {
       listPayments(url.searchParams, res);
       return;
     }

@@ -1,0 +1,58 @@
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type pg from 'pg';
+import { z } from 'zod';
+import { readPaymentStatus, STEPS } from '../../intake/payment-status.js';
+import { HttpError } from '../plugins/error-handler.js';
+import { quietLevel } from '../quiet-route.js';
+
+export interface PaymentStatusRouteDeps {
+  pool: pg.Pool;
+  statusTokenSecret: string;
+  /** Requests per minute per client IP. */
+  rateLimitPerMinute: number;
+}
+
+const querystring = z.object({
+  order_id: z.string().trim().min(1, 'order_id is required').max(200),
+  token: z.string().max(200).optional(),
+});
+
+const statusView = z.object({
+  order_id: z.string(),
+  state: z.string().nullable(),
+  step: z.enum(STEPS),
+  description: z.string(),
+  final: z.boolean(),
+  updated_at: z.string(),
+  state_entered_at: z.string(),
+  invite: z.object({ url: z.string() }).nullable(),
+  invite_undeliverable: z.boolean(),
+});
+
+// Registered as its own encapsulated plugin: the rate limit covers this route only (webhooks from
+// NowPayments must never be throttled by a buyer's polling).
+export async function paymentStatusRoutes(app: FastifyInstance, deps: PaymentStatusRouteDeps): Promise<void> {
+  await app.register(rateLimit, { global: false });
+  app.withTypeProvider<ZodTypeProvider>().get(
+    '/api/payment-status',
+    {
+      config: { rateLimit: { max: deps.rateLimitPerMinute, timeWindow: '1 minute' } },
+      logLevel: quietLevel(app),
+      schema: {
+        summary: "A payment's progress for the buyer (pure read; the invite link only with the order's status token)",
+        querystring,
+        response: { 200: statusView },
+      },
+    },
+    async (request, reply) => {
+      const view = await readPaymentStatus(deps.pool, deps.statusTokenSecret, { orderId: request.query.order_id, token: request.query.token });
+      if (!view) {
+        throw new HttpError(404, `No order or payment is known under order_id ${JSON.stringify(request.query.order_id)}. Check the link you were given with your order.`);
+      }
+      // The answer can carry an invite link: never cached, by the browser or anything in between.
+      return reply.header('cache-control', 'no-store').send(view);
+    },
+  );
+}

@@ -1,0 +1,121 @@
+import type pg from 'pg';
+
+// ipn_deliveries: every verified IPN as it arrived (migrations/004). Stored before anything acts on it.
+
+export type DeliveryStatus = 'received' | 'applied' | 'duplicate' | 'parked' | 'failed';
+
+export interface NewDelivery {
+  bodyHash: string;
+  rawBody: string;
+  paymentId: string | null;
+  paymentStatus: string | null;
+}
+
+export interface StoredDelivery {
+  id: string;
+  status: DeliveryStatus;
+  /** false when an identical body was already stored (a NowPayments retry or a dashboard re-send). */
+  inserted: boolean;
+}
+
+// jsonb refuses \u0000, which JSON allows; the queryable copy drops it, raw_body keeps the exact bytes.
+const jsonbSafe = (raw: string): string => (raw.includes('\\u0000') ? raw.replace(/\\u0000/g, '') : raw);
+
+export async function storeDelivery(pool: pg.Pool, d: NewDelivery): Promise<StoredDelivery> {
+  const { rows } = await pool.query<{ id: string; status: DeliveryStatus; inserted: boolean }>(
+    `WITH ins AS (
+       INSERT INTO ipn_deliveries (body_hash, raw_body, body, payment_id, payment_status)
+       VALUES ($1, $2, $3::jsonb, $4, $5)
+       ON CONFLICT (body_hash) DO NOTHING
+       RETURNING id, status)
+     SELECT id, status, true AS inserted FROM ins
+     UNION ALL
+     SELECT id, status, false FROM ipn_deliveries WHERE body_hash = $1
+     LIMIT 1`,
+    [d.bodyHash, d.rawBody, jsonbSafe(d.rawBody), d.paymentId, d.paymentStatus],
+  );
+  const row = rows[0] ?? (await findByHash(pool, d.bodyHash));
+  if (!row) throw new Error('ipn delivery neither inserted nor found');
+  return row;
+}
+
+async function findByHash(pool: pg.Pool, bodyHash: string): Promise<StoredDelivery | undefined> {
+  // A concurrent first insert may be invisible to the statement above's snapshot; by now it has committed.
+  const { rows } = await pool.query<{ id: string; status: DeliveryStatus }>('SELECT id, status FROM ipn_deliveries WHERE body_hash = $1', [bodyHash]);
+  return rows[0] ? { ...rows[0], inserted: false } : undefined;
+}
+
+export interface DeliveryUpdate {
+  status: Exclude<DeliveryStatus, 'received'>;
+  problem?: string | null;
+  eventType?: string | null;
+  appliedVersion?: number | null;
+  paymentId?: string | null;
+}
+
+// A delivery only moves forward (received < failed < parked < duplicate < applied): two concurrent
+// appliers of one body must leave "applied" behind, whichever finishes last.
+const RANK = `CASE %s WHEN 'received' THEN 0 WHEN 'failed' THEN 1 WHEN 'parked' THEN 2 WHEN 'duplicate' THEN 3 WHEN 'applied' THEN 4 END`;
+
+export async function markDelivery(pool: pg.Pool, id: string, u: DeliveryUpdate): Promise<void> {
+  await pool.query(
+    `UPDATE ipn_deliveries
+        SET status = $2, problem = $3, event_type = coalesce($4, event_type),
+            applied_version = coalesce($5, applied_version), payment_id = coalesce(payment_id, $6),
+            attempts = attempts + 1, updated_at = now()
+      WHERE id = $1 AND ${RANK.replace('%s', 'status')} <= ${RANK.replace('%s', '$2::text')}`,
+    [id, u.status, u.problem ?? null, u.eventType ?? null, u.appliedVersion ?? null, u.paymentId ?? null],
+  );
+}
+
+export interface DeliveryRow {
+  id: string;
+  raw_body: string;
+  status: DeliveryStatus;
+  payment_id: string | null;
+  problem: string | null;
+  received_at: Date;
+}
+
+export async function getDelivery(pool: pg.Pool, id: string): Promise<DeliveryRow | null> {
+  const { rows } = await pool.query<DeliveryRow>(
+    'SELECT id, raw_body, status, payment_id, problem, received_at FROM ipn_deliveries WHERE id = $1',
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+/** Stored but never applied (the process died, or applying threw), oldest first; bounded. */
+export async function unappliedDeliveries(pool: pg.Pool, options: { olderThanMs: number; limit: number }): Promise<string[]> {
+  const { rows } = await pool.query<{ id: string }>(
+    `SELECT id FROM ipn_deliveries
+      WHERE status IN ('received', 'failed') AND updated_at < now() - make_interval(secs => $1::double precision / 1000)
+      ORDER BY received_at LIMIT $2`,
+    [options.olderThanMs, options.limit],
+  );
+  return rows.map((r) => r.id);
+}
+
+export interface DeliverySummary {
+  id: string;
+  payment_id: string | null;
+  payment_status: string | null;
+  status: DeliveryStatus;
+  problem: string | null;
+  event_type: string | null;
+  applied_version: number | null;
+  attempts: number;
+  received_at: Date;
+  updated_at: Date;
+}
+
+export async function listDeliveries(pool: pg.Pool, filter: { status?: DeliveryStatus | undefined; paymentId?: string | undefined; limit: number }): Promise<DeliverySummary[]> {
+  const { rows } = await pool.query<DeliverySummary>(
+    `SELECT id, payment_id, payment_status, status, problem, event_type, applied_version, attempts, received_at, updated_at
+       FROM ipn_deliveries
+      WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR payment_id = $2)
+      ORDER BY received_at DESC, id DESC LIMIT $3`,
+    [filter.status ?? null, filter.paymentId ?? null, filter.limit],
+  );
+  return rows;
+}

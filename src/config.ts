@@ -27,6 +27,8 @@ const url = z.url({ protocol: /^https?$/ });
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   HOST: z.string().default('127.0.0.1'),
+  /** Reverse proxies in front of us whose X-Forwarded-For is believed (0 = none). */
+  TRUST_PROXY_HOPS: int(0, 0, 10),
   PORT: int(3000, 0, 65535),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Public address buyers and NowPayments reach us at (IPN callback, success page). */
@@ -49,6 +51,8 @@ export const configSchema = z.object({
   RECONCILE_EVERY: z.string().default('*/5 * * * *'),
   /** Status API requests per minute per client IP (the success page polls with backoff, ~10/min). */
   STATUS_RATE_LIMIT: int(120, 1, 1_000_000),
+  /** Order creations per minute per client IP (each one creates a NowPayments invoice). */
+  ORDER_RATE_LIMIT: int(20, 1, 1_000_000),
 
   TELEGRAM_BOT_TOKEN: optionalText,
   TELEGRAM_API_ROOT: url.default('https://api.telegram.org'),

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { EffectActor } from './actors/effect-actor.js';
 import type { Config } from './config.js';
 import type { NowPaymentsClient } from './nowpayments/client.js';
+import type { IpnService } from './intake/ipn.service.js';
 import type { Engine } from './persistence/apply-event.js';
 
 // A feature (intake, Telegram, payouts) plugs into the service through one of these, so the
@@ -45,6 +46,7 @@ export interface Shared {
   nowPayments?: NowPaymentsClient;
   nowPaymentsIpnSecret?: string;
   orderService?: OrderService;
+  ipnService?: IpnService;
   [key: string]: unknown;
 }
 

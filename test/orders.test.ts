@@ -122,3 +122,14 @@ describe('POST /api/orders', () => {
     }
   });
 });
+
+describe('POST /api/orders rate limit', () => {
+  it('limits order creation per client IP (each order creates an invoice), other clients unaffected', async () => {
+    const from = (ip: string) => t.service.app.inject({ method: 'POST', url: '/api/orders', remoteAddress: ip, payload: { telegram_user_id: 'x' } });
+    const limit = t.config.ORDER_RATE_LIMIT;
+    for (let i = 0; i < limit; i++) expect((await from('198.51.100.7')).statusCode).toBe(400);
+    const limited = await from('198.51.100.7');
+    expect(limited.statusCode).toBe(429);
+    expect((await from('198.51.100.8')).statusCode).toBe(400);
+  });
+});

@@ -1,3 +1,4 @@
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { PgBoss } from 'pg-boss';
@@ -24,12 +25,15 @@ export async function buildApp(deps: AppDeps, registerRoutes?: (app: FastifyInst
     loggerInstance: deps.log as FastifyBaseLogger,
     // Webhook bodies are small; anything larger is refused with 413 before it is parsed.
     bodyLimit: 256 * 1024,
-    trustProxy: true,
+    // Only as many proxy hops as configured are believed, so a client cannot pick its own IP for rate limits.
+    trustProxy: (_address: string, hop: number) => hop < deps.config.TRUST_PROXY_HOPS,
     requestIdHeader: 'x-request-id',
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandler(app);
+  // Registered once for the app; a route opts in with `config.rateLimit` (webhooks never do: providers must not be throttled).
+  await app.register(rateLimit, { global: false });
   await registerOpenApi(app);
   await app.register(healthRoutes, { pool: deps.pool, boss: deps.boss });
   await registerRoutes?.(app);

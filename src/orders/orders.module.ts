@@ -18,6 +18,6 @@ export const ordersModule: Module = {
     await adminChannelsRoutes(app, { pool: deps.pool, adminToken: deps.config.ADMIN_TOKEN });
     const orderService = deps.shared.orderService;
     if (!orderService) throw new Error('orders module: prepare did not run before routes');
-    await ordersRoutes(app, { orderService });
+    await ordersRoutes(app, { orderService, rateLimitPerMinute: deps.config.ORDER_RATE_LIMIT });
   },
 };

@@ -10,10 +10,12 @@ const errorSchema = z.object({ error: z.string(), message: z.string() }).loose()
 const PHRASES: Record<number, string> = { 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
 /** POST /api/orders: a buyer's order for a plan, answered with the NowPayments invoice to pay. */
-export async function ordersRoutes(app: FastifyInstance, deps: { orderService: OrderService }): Promise<void> {
+export async function ordersRoutes(app: FastifyInstance, deps: { orderService: OrderService; rateLimitPerMinute: number }): Promise<void> {
   app.withTypeProvider<ZodTypeProvider>().post(
     '/api/orders',
     {
+      // Unauthenticated and each call creates an invoice at NowPayments: limited per client IP.
+      config: { rateLimit: { max: deps.rateLimitPerMinute, timeWindow: '1 minute' } },
       schema: {
         tags: ['orders'],
         summary: 'Create an order and its NowPayments invoice',

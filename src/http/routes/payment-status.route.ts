@@ -1,4 +1,3 @@
-import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type pg from 'pg';
@@ -31,10 +30,9 @@ const statusView = z.object({
   invite_undeliverable: z.boolean(),
 });
 
-// Registered as its own encapsulated plugin: the rate limit covers this route only (webhooks from
-// NowPayments must never be throttled by a buyer's polling).
+// The rate limit covers this route only (webhooks from NowPayments must never be throttled by a
+// buyer's polling); @fastify/rate-limit itself is registered once in src/http/app.ts.
 export async function paymentStatusRoutes(app: FastifyInstance, deps: PaymentStatusRouteDeps): Promise<void> {
-  await app.register(rateLimit, { global: false });
   app.withTypeProvider<ZodTypeProvider>().get(
     '/api/payment-status',
     {

@@ -66,6 +66,8 @@ export interface FakeTelegram {
   joinRequests: Map<ChatId, Set<number>>;
   readonly webhook: { url: string; secret_token?: string } | null;
   failNext(method: string, fault: Fault, times?: number): void;
+  /** Calls listener for every call from now on (the sandbox logs what the bot "sent"); returns the unsubscribe. */
+  onCall(listener: (call: TelegramCall) => void): () => void;
   pushUpdate(update: Omit<Update, 'update_id'> & { update_id?: number }): Update;
   waitForCall(method: string, predicate?: (call: TelegramCall) => boolean, options?: WaitOptions): Promise<TelegramCall>;
   simulateJoin(chatId: ChatId, userId: number, inviteLink: string | ChatInviteLink): Update;
@@ -682,6 +684,12 @@ export async function startFakeTelegram(options: FakeTelegramOptions): Promise<F
       const queue = faults.get(method) ?? [];
       queue.push({ fault, remaining: times });
       faults.set(method, queue);
+    },
+    onCall(listener) {
+      events.on('call', listener);
+      return () => {
+        events.off('call', listener);
+      };
     },
     pushUpdate,
     waitForCall,

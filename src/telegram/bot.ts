@@ -1,0 +1,133 @@
+import { Composer, InlineKeyboard, type Context } from 'grammy';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { HttpError } from '../http/plugins/error-handler.js';
+import type { OrderService } from '../modules.js';
+import { activePlans, findCatalogChannel, findCatalogPlan } from './catalog.repo.js';
+import { BUY_PREFIX, PLANS_PREFIX, payKeyboard, plansKeyboard, renewKeyboard } from './keyboards.js';
+import { formatDate } from './subscriptions.service.js';
+import { subscriptionsOfBuyer } from './subscriptions.repo.js';
+
+// The buying bot. /start <channel> (the deep link a channel owner publishes: t.me/<bot>?start=<open
+// channel id>) shows the channel's plans; tapping one creates the order and its invoice through the
+// order service and answers with a pay button; /status lists the buyer's subscriptions. Every failure
+// ends in a message the buyer can act on, never in silence.
+
+export interface BuyingBotDeps {
+  pool: pg.Pool;
+  log: Logger;
+  /** Read at each use: the orders module fills it in during its prepare. */
+  orderService: () => OrderService | undefined;
+}
+
+export const MESSAGES = {
+  welcome: 'Hi! Open this bot through the link a channel publishes to buy access. /status shows your subscriptions.',
+  unknownChannel: 'This channel is not sold here (or the link is outdated). Please check the link the channel published.',
+  noPlans: 'This channel has no plans on sale right now. Please try again later.',
+  planGone: 'That plan is no longer available. Send /start again through the channel link to see the current plans.',
+  unavailable: 'Purchases are not available right now. Please try again later.',
+  failed: 'Sorry, something went wrong on our side. Please try again in a minute.',
+  noSubscriptions: 'You have no subscriptions yet.',
+} as const;
+
+/** A deep-link payload names the open channel by its id ("-1001234567890"), optionally prefixed "c". */
+export function channelFromPayload(payload: string): string | null {
+  const match = /^c?(-?\d{1,20})$/.exec(payload.trim());
+  return match?.[1] ?? null;
+}
+
+async function showPlans(ctx: Context, pool: pg.Pool, openChannelId: string): Promise<void> {
+  const channel = await findCatalogChannel(pool, openChannelId);
+  if (!channel) {
+    await ctx.reply(MESSAGES.unknownChannel);
+    return;
+  }
+  const plans = await activePlans(pool, openChannelId);
+  if (plans.length === 0) {
+    await ctx.reply(MESSAGES.noPlans);
+    return;
+  }
+  await ctx.reply(`${channel.title}: choose a plan.`, { reply_markup: plansKeyboard(plans) });
+}
+
+function orderErrorMessage(error: unknown): string {
+  if (error instanceof HttpError) {
+    if (error.statusCode === 404) return MESSAGES.unknownChannel;
+    if (error.statusCode === 400) return MESSAGES.planGone;
+    if (error.statusCode === 503) return MESSAGES.unavailable;
+  }
+  return MESSAGES.failed;
+}
+
+export function buyingBot(deps: BuyingBotDeps): Composer<Context> {
+  const { pool, log } = deps;
+  const bot = new Composer<Context>();
+  const privateChats = bot.chatType('private');
+
+  privateChats.command('start', async (ctx) => {
+    const payload = ctx.match;
+    if (!payload) {
+      await ctx.reply(MESSAGES.welcome);
+      return;
+    }
+    const openChannelId = channelFromPayload(payload);
+    if (!openChannelId) {
+      await ctx.reply(MESSAGES.unknownChannel);
+      return;
+    }
+    await showPlans(ctx, pool, openChannelId);
+  });
+
+  privateChats.command('status', async (ctx) => {
+    const subscriptions = await subscriptionsOfBuyer(pool, String(ctx.from.id));
+    if (subscriptions.length === 0) {
+      await ctx.reply(MESSAGES.noSubscriptions);
+      return;
+    }
+    const now = Date.now();
+    const lines = subscriptions.map((s) =>
+      s.expiresAt.getTime() > now ? `${s.title}: active until ${formatDate(s.expiresAt)}` : `${s.title}: ended on ${formatDate(s.expiresAt)}`,
+    );
+    // One renew button per channel, named after it when there are several.
+    const keyboard =
+      subscriptions.length === 1
+        ? renewKeyboard(subscriptions[0]!.openChannelId)
+        : subscriptions.reduce((k, s) => k.text(`Renew ${s.title}`, `${PLANS_PREFIX}${s.openChannelId}`).row(), new InlineKeyboard());
+    await ctx.reply(lines.join('\n'), { reply_markup: keyboard });
+  });
+
+  privateChats.callbackQuery(new RegExp(`^${PLANS_PREFIX}(-?\\d+)$`), async (ctx) => {
+    await ctx.answerCallbackQuery();
+    await showPlans(ctx, pool, ctx.match[1]!);
+  });
+
+  privateChats.callbackQuery(new RegExp(`^${BUY_PREFIX}(.+)$`), async (ctx) => {
+    await ctx.answerCallbackQuery();
+    const plan = await findCatalogPlan(pool, ctx.match[1]!);
+    if (!plan || !plan.active) {
+      await ctx.reply(MESSAGES.planGone);
+      return;
+    }
+    const orderService = deps.orderService();
+    if (!orderService) {
+      await ctx.reply(MESSAGES.unavailable);
+      return;
+    }
+    try {
+      const order = await orderService.createOrder({
+        buyerTelegramId: String(ctx.from.id),
+        openChannelId: plan.openChannelId,
+        planId: plan.planId,
+        source: 'bot',
+      });
+      await ctx.reply(`Order created: ${plan.title}, ${order.priceUsd} USD for ${plan.durationDays} days. Pay with crypto below; your invite arrives here once the payment is confirmed.`, {
+        reply_markup: payKeyboard(order.invoiceUrl, order.statusUrl),
+      });
+    } catch (error) {
+      log.warn({ err: error, planId: plan.planId }, 'bot could not create an order');
+      await ctx.reply(orderErrorMessage(error));
+    }
+  });
+
+  return bot;
+}

@@ -1,0 +1,71 @@
+import type { Route } from '../machines/payment.events.js';
+import type { Queryable } from './invites.repo.js';
+
+// What the bot and the invite actor read about channels and plans (tables from migrations/002, owned
+// by the channel admin; read-only here).
+
+export interface CatalogChannel {
+  openChannelId: string;
+  closedChannelId: string;
+  title: string;
+}
+
+export interface CatalogPlan {
+  planId: string;
+  openChannelId: string;
+  title: string;
+  priceUsd: string;
+  durationDays: number;
+  active: boolean;
+}
+
+const PLAN = `plan_id AS "planId", open_channel_id::text AS "openChannelId", title, price_usd::text AS "priceUsd",
+  duration_days AS "durationDays", active`;
+
+export async function findCatalogChannel(db: Queryable, openChannelId: string): Promise<CatalogChannel | null> {
+  const { rows } = await db.query<CatalogChannel>(
+    `SELECT open_channel_id::text AS "openChannelId", closed_channel_id::text AS "closedChannelId", title
+       FROM channels WHERE open_channel_id = $1`,
+    [openChannelId],
+  );
+  return rows[0] ?? null;
+}
+
+export async function findCatalogPlan(db: Queryable, planId: string): Promise<CatalogPlan | null> {
+  const { rows } = await db.query<CatalogPlan>(`SELECT ${PLAN} FROM plans WHERE plan_id = $1`, [planId]);
+  return rows[0] ?? null;
+}
+
+export async function activePlans(db: Queryable, openChannelId: string): Promise<CatalogPlan[]> {
+  const { rows } = await db.query<CatalogPlan>(
+    `SELECT ${PLAN} FROM plans WHERE open_channel_id = $1 AND active ORDER BY duration_days, price_usd, plan_id`,
+    [openChannelId],
+  );
+  return rows;
+}
+
+export interface AccessTarget {
+  route: Route | null;
+  channel: CatalogChannel | null;
+  plan: CatalogPlan | null;
+}
+
+/** What the invite effect needs, in one round trip: the payment's route, its channel and its plan. */
+export async function accessTargetOf(db: Queryable, paymentId: string): Promise<AccessTarget> {
+  const { rows } = await db.query<{ route: Route | null; channel: CatalogChannel | null; plan: CatalogPlan | null }>(
+    `SELECT p.snapshot->'context'->'route' AS route,
+            CASE WHEN c.open_channel_id IS NULL THEN NULL ELSE json_build_object(
+              'openChannelId', c.open_channel_id::text, 'closedChannelId', c.closed_channel_id::text, 'title', c.title) END AS channel,
+            CASE WHEN pl.plan_id IS NULL THEN NULL ELSE json_build_object(
+              'planId', pl.plan_id, 'openChannelId', pl.open_channel_id::text, 'title', pl.title, 'priceUsd', pl.price_usd::text,
+              'durationDays', pl.duration_days, 'active', pl.active) END AS plan
+       FROM payments p
+       -- Compared as bigint so the primary key serves the join; a non-numeric id simply finds no channel.
+       LEFT JOIN channels c ON c.open_channel_id = CASE WHEN p.snapshot->'context'->'route'->>'channelId' ~ '^-?[0-9]{1,18}$'
+                                                        THEN (p.snapshot->'context'->'route'->>'channelId')::bigint END
+       LEFT JOIN plans pl ON pl.plan_id = p.snapshot->'context'->'route'->>'planId'
+      WHERE p.payment_id = $1`,
+    [paymentId],
+  );
+  return rows[0] ?? { route: null, channel: null, plan: null };
+}

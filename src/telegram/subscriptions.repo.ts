@@ -1,0 +1,113 @@
+import type pg from 'pg';
+import type { Queryable } from './invites.repo.js';
+
+// Subscriptions (buyer x channel) and the grants (one per order) that start or extend them. Expiry
+// times are kept to the millisecond so the value a job carries compares equal to the stored one.
+
+export interface Subscription {
+  subscriptionId: string;
+  buyerTelegramId: string;
+  openChannelId: string;
+  expiresAt: Date;
+  removedAt: Date | null;
+  removalStartedAt: Date | null;
+}
+
+export interface SubscriptionWithChannel extends Subscription {
+  closedChannelId: string;
+  title: string;
+}
+
+export interface GrantInput {
+  orderId: string;
+  paymentId: string;
+  buyerTelegramId: string;
+  openChannelId: string;
+  planId: string;
+  durationDays: number;
+}
+
+export interface Grant {
+  subscriptionId: string;
+  startsAt: Date;
+  expiresAt: Date;
+  /** false when this order had been granted before: nothing was extended this time. */
+  fresh: boolean;
+}
+
+const SUB = `s.subscription_id::text AS "subscriptionId", s.buyer_telegram_id::text AS "buyerTelegramId",
+  s.open_channel_id::text AS "openChannelId", s.expires_at AS "expiresAt", s.removed_at AS "removedAt",
+  s.removal_started_at AS "removalStartedAt"`;
+
+/**
+ * Starts or extends the buyer's subscription for this order, once. Call inside a transaction: the
+ * subscription row is locked, so concurrent grants for the same buyer and channel (or the same order)
+ * take turns, and an expiry decision in progress finishes before a renewal lands (or sees it).
+ */
+export async function grantSubscription(tx: pg.PoolClient, g: GrantInput): Promise<Grant> {
+  // Insert-or-touch takes the row lock in one statement (ON CONFLICT DO UPDATE locks the existing row).
+  const { rows: subs } = await tx.query<{ subscriptionId: string }>(
+    `INSERT INTO subscriptions (buyer_telegram_id, open_channel_id, expires_at) VALUES ($1, $2, date_trunc('milliseconds', now()))
+     ON CONFLICT (buyer_telegram_id, open_channel_id) DO UPDATE SET updated_at = subscriptions.updated_at
+     RETURNING subscription_id::text AS "subscriptionId"`,
+    [g.buyerTelegramId, g.openChannelId],
+  );
+  const subscriptionId = subs[0]!.subscriptionId;
+  const { rows: existing } = await tx.query<Omit<Grant, 'fresh'>>(
+    `SELECT subscription_id::text AS "subscriptionId", starts_at AS "startsAt", expires_at AS "expiresAt" FROM subscription_grants WHERE order_id = $1`,
+    [g.orderId],
+  );
+  if (existing[0]) return { ...existing[0], fresh: false };
+  // A renewal extends from the current expiry; once that has passed, from now (a lapse is not charged).
+  const { rows } = await tx.query<Omit<Grant, 'fresh'>>(
+    `WITH period AS (
+       SELECT date_trunc('milliseconds', greatest(expires_at, now())) AS starts_at FROM subscriptions WHERE subscription_id = $1
+     ), granted AS (
+       INSERT INTO subscription_grants (order_id, subscription_id, payment_id, plan_id, duration_days, starts_at, expires_at)
+       SELECT $2, $1, $3, $4, $5, starts_at, starts_at + make_interval(days => $5) FROM period
+       RETURNING subscription_id, starts_at, expires_at
+     )
+     UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now()
+       FROM granted WHERE s.subscription_id = granted.subscription_id
+     RETURNING s.subscription_id::text AS "subscriptionId", granted.starts_at AS "startsAt", granted.expires_at AS "expiresAt"`,
+    [subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays],
+  );
+  return { ...rows[0]!, fresh: true };
+}
+
+export async function lockSubscription(tx: pg.PoolClient, subscriptionId: string): Promise<SubscriptionWithChannel | null> {
+  const { rows } = await tx.query<SubscriptionWithChannel>(
+    `SELECT ${SUB}, c.closed_channel_id::text AS "closedChannelId", c.title
+       FROM subscriptions s JOIN channels c ON c.open_channel_id = s.open_channel_id
+      WHERE s.subscription_id = $1 FOR UPDATE OF s`,
+    [subscriptionId],
+  );
+  return rows[0] ?? null;
+}
+
+export async function findSubscription(db: Queryable, subscriptionId: string): Promise<SubscriptionWithChannel | null> {
+  const { rows } = await db.query<SubscriptionWithChannel>(
+    `SELECT ${SUB}, c.closed_channel_id::text AS "closedChannelId", c.title
+       FROM subscriptions s JOIN channels c ON c.open_channel_id = s.open_channel_id WHERE s.subscription_id = $1`,
+    [subscriptionId],
+  );
+  return rows[0] ?? null;
+}
+
+export async function subscriptionsOfBuyer(db: Queryable, buyerTelegramId: string): Promise<SubscriptionWithChannel[]> {
+  const { rows } = await db.query<SubscriptionWithChannel>(
+    `SELECT ${SUB}, c.closed_channel_id::text AS "closedChannelId", c.title
+       FROM subscriptions s JOIN channels c ON c.open_channel_id = s.open_channel_id
+      WHERE s.buyer_telegram_id = $1 ORDER BY s.expires_at DESC`,
+    [buyerTelegramId],
+  );
+  return rows;
+}
+
+const set = (db: Queryable, subscriptionId: string, assignments: string) =>
+  db.query(`UPDATE subscriptions SET ${assignments}, updated_at = now() WHERE subscription_id = $1`, [subscriptionId]);
+
+export const markRemovalStarted = (db: Queryable, id: string) => set(db, id, 'removal_started_at = now()');
+export const clearRemovalStarted = (db: Queryable, id: string) => set(db, id, 'removal_started_at = NULL');
+export const markRemoved = (db: Queryable, id: string) => set(db, id, 'removed_at = now(), removal_started_at = NULL');
+export const markRemovalDryRun = (db: Queryable, id: string) => set(db, id, 'removal_dry_run_at = now()');

@@ -1,4 +1,5 @@
 import { benchEngine } from './engine.bench.js';
+import { benchInviteLatency } from './invite-latency.bench.js';
 import { benchIpn, benchStatusReads, startIpnBenchService } from './ipn.bench.js';
 import { fmt, openBenchDatabase } from './support.js';
 
@@ -33,8 +34,17 @@ try {
     await service.close();
   }
 
+  log('');
+  const rate = Number(process.env.BENCH_INVITE_RATE ?? 100);
+  log(`end to end: signed IPN -> route job -> invite job -> invite message at the fake Bot API, steady ${rate} payments/s:`);
+  const invite = await benchInviteLatency(db.url, log, { rate });
+  log(`  p50 ${fmt(invite.p50Ms, 0)} ms  p99 ${fmt(invite.p99Ms, 0)} ms  max ${fmt(invite.maxMs, 0)} ms; ${invite.sent}/${invite.payments} invites sent; IPNs left at ${fmt(invite.achievedRate, 1)}/s`);
+  log(`  medians: IPN->routed ${fmt(invite.stages.ipnToRouted, 0)} ms, routed->invited ${fmt(invite.stages.routedToInvited, 0)} ms; route job wait ${fmt(invite.stages.routeJob.waitMs, 0)} ms run ${fmt(invite.stages.routeJob.runMs, 0)} ms; invite job wait ${fmt(invite.stages.inviteJob.waitMs, 0)} ms run ${fmt(invite.stages.inviteJob.runMs, 0)} ms`);
+  log(`  process CPU ${fmt(invite.processCpu, 2)} cores (service, fakes and load generator share one Node process); SELECT 1 on a side connection: ${fmt(invite.selectOneMs, 1)} ms`);
+
   const at8 = engine.rows.find((r) => r.clients === 8);
   log('');
+  log(`target: invite p50 <= 100 ms and p99 <= 500 ms at ${rate}/s -> ${invite.p50Ms <= 100 && invite.p99Ms <= 500 && invite.sent === invite.payments ? 'MET' : 'NOT MET'}`);
   if (at8) log(`target: applyEvent >= 0.5x raw at 8 clients -> ${fmt(at8.ratio, 2)}x ${at8.ratio >= 0.5 ? 'MET' : 'NOT MET'}`);
   const quiet = !engine.duplicate.rowsWritten && engine.duplicate.walBytes < engine.duplicate.count; // < 1 byte per duplicate
   log(`target: duplicates answered without a write -> ${quiet ? 'MET' : 'NOT MET'} (no row changed: ${!engine.duplicate.rowsWritten}; ${engine.duplicate.walBytes} WAL bytes for ${engine.duplicate.count} duplicates)`);

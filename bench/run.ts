@@ -42,6 +42,11 @@ try {
   log(`  medians: IPN->routed ${fmt(invite.stages.ipnToRouted, 0)} ms, routed->invited ${fmt(invite.stages.routedToInvited, 0)} ms; route job wait ${fmt(invite.stages.routeJob.waitMs, 0)} ms run ${fmt(invite.stages.routeJob.runMs, 0)} ms; invite job wait ${fmt(invite.stages.inviteJob.waitMs, 0)} ms run ${fmt(invite.stages.inviteJob.runMs, 0)} ms`);
   log(`  process CPU ${fmt(invite.processCpu, 2)} cores (service, fakes and load generator share one Node process); SELECT 1 on a side connection: ${fmt(invite.selectOneMs, 1)} ms`);
 
+  // A lower steady rate beside it shows the latency of the path itself when no backlog forms.
+  const calmRate = Number(process.env.BENCH_INVITE_CALM_RATE ?? 20);
+  const calm = await benchInviteLatency(db.url, () => {}, { rate: calmRate, seconds: 5 });
+  log(`  reference at ${calmRate}/s: p50 ${fmt(calm.p50Ms, 0)} ms  p99 ${fmt(calm.p99Ms, 0)} ms; ${calm.sent}/${calm.payments} invites sent`);
+
   const at8 = engine.rows.find((r) => r.clients === 8);
   log('');
   log(`target: invite p50 <= 100 ms and p99 <= 500 ms at ${rate}/s -> ${invite.p50Ms <= 100 && invite.p99Ms <= 500 && invite.sent === invite.payments ? 'MET' : 'NOT MET'}`);

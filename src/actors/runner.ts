@@ -32,7 +32,9 @@ export function workOptions(config: RunnerDeps['config']) {
 export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, actor: EffectActor, job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal }) {
   const { paymentId, effect, attempt } = job.data;
   const log = deps.log.child({ paymentId, jobId: job.id, effect, attempt });
-  let result = await findEffectResult(deps.pool, { paymentId, effect, attempt });
+  // A first claim (retryCount 0) cannot have a recorded result: job ids are unique per (payment, effect,
+  // attempt), so only a retry of this very job could have recorded one. Skipping the read saves a round trip.
+  let result = job.retryCount === 0 ? null : await findEffectResult(deps.pool, { paymentId, effect, attempt });
   if (result) {
     log.info('effect already performed; replaying its recorded result');
   } else {

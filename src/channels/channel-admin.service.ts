@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { toDecimalString } from '../domain/money.js';
 import { HttpError } from '../http/plugins/error-handler.js';
+import { inTransaction } from '../persistence/transaction.js';
 import {
   ChannelInputError,
   channelSettingsSchema,
@@ -26,20 +27,6 @@ export const newPlanId = (): string => `plan_${randomBytes(8).toString('hex')}`;
 
 const UNIQUE_VIOLATION = '23505';
 
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
 
 /** Unique violations become 409s that name what is already taken. */
 function conflict(error: unknown): never {

@@ -1,10 +1,10 @@
-import type pg from 'pg';
 import type { PayoutStrategy } from '../machines/payment.events.js';
+import type { Queryable } from '../persistence/transaction.js';
 
 // Channel rows. bigint ids come back from pg as strings (its default for int8), NUMERIC as strings:
 // neither ever passes through a JS number.
 
-export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+export type { Queryable };
 
 export interface ChannelRow {
   openChannelId: string;

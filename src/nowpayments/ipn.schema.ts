@@ -1,23 +1,14 @@
 import { Decimal } from 'decimal.js';
 import { z } from 'zod';
+import { NP_STATUSES, type NpStatus } from '../machines/payment.events.js';
 
 // NowPayments sends ids and amounts sometimes as JSON numbers, sometimes as strings, and fields are
 // null or absent depending on how the payment was created. Everything here normalises to strings so
 // the rest of the engine never does arithmetic on a double.
 
-export const PAYMENT_STATUSES = [
-  'waiting',
-  'confirming',
-  'confirmed',
-  'sending',
-  'partially_paid',
-  'finished',
-  'failed',
-  'refunded',
-  'expired',
-] as const;
-
-export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
+// The statuses are the machine's: one list, so a status the machine has no event for cannot be parsed.
+export const PAYMENT_STATUSES = NP_STATUSES;
+export type PaymentStatus = NpStatus;
 
 // Ids are 10-11 digit integers today. A number above 2^53 has already been rounded by JSON.parse, so we
 // reject it rather than store a different id; a string keeps every digit.

@@ -1,9 +1,9 @@
-import type pg from 'pg';
+import type { Queryable } from '../persistence/transaction.js';
 
 // The invites table: one row per order, written step by step so a retried job knows exactly how far
 // the last attempt got (link created? send attempted? sent?). bigint ids come back as strings.
 
-export type Queryable = Pick<pg.Pool | pg.PoolClient, 'query'>;
+export type { Queryable };
 
 export interface Invite {
   orderId: string;

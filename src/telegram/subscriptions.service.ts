@@ -3,6 +3,7 @@ import type { PgBoss, Queue } from 'pg-boss';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
+import { inTransaction } from '../persistence/transaction.js';
 import { classifyTelegramError } from './telegram-errors.js';
 import { renewKeyboard } from './keyboards.js';
 import {
@@ -71,20 +72,6 @@ export function parseReminders(value: string): number[] {
 }
 
 /** Runs fn in one transaction on one connection. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-  const tx = await pool.connect();
-  try {
-    await tx.query('BEGIN');
-    const result = await fn(tx);
-    await tx.query('COMMIT');
-    return result;
-  } catch (error) {
-    await tx.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    tx.release();
-  }
-}
 
 /** Grants the order's period and schedules its reminders and expiry with it; call inside a transaction. */
 export async function grantAndScheduleIn(deps: Pick<SubscriptionDeps, 'boss' | 'remindersMs'>, tx: pg.PoolClient, input: GrantInput): Promise<Grant> {

@@ -16,7 +16,8 @@ import {
   type Invite,
 } from '../../telegram/invites.repo.js';
 import { openChannelKeyboard } from '../../telegram/keyboards.js';
-import { formatDate, grantAndScheduleIn, inTransaction } from '../../telegram/subscriptions.service.js';
+import { inTransaction } from '../../persistence/transaction.js';
+import { formatDate, grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
 import { classifyTelegramError, isLinkGone } from '../../telegram/telegram-errors.js';
 import { PermanentEffectError, type EffectActor, type EffectContext } from '../effect-actor.js';
 

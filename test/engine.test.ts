@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PermanentEffectError, type EffectActor } from '../src/actors/effect-actor.js';
 import { startActors, startDeadLetterWorker } from '../src/actors/runner.js';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
+import { createEngine } from '../src/persistence/apply-event.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { effectQueueOptions, queueOf } from '../src/persistence/queues.js';
 import { loadConfig } from '../src/config.js';
@@ -84,6 +85,39 @@ describe('applyEvent', () => {
     await t.engine.applyEvent(paymentId, finished, { source: 'ipn' });
     const again = await t.boss.send(queueOf('route'), { paymentId, effect: 'route', attempt: 0 }, { id: effectJobId(paymentId, 'route', 0) });
     expect(again).toBeNull();
+  });
+});
+
+describe('applyEvent across processes', () => {
+  it('two engines (two processes, each remembering what it last wrote) never lose or repeat an event', async () => {
+    const a = t.engine;
+    const b = createEngine({ pool: t.db.pool, boss: t.boss });
+    const paymentId = newPaymentId();
+    const np = (status: string): PaymentEvent => ({ type: `np.${status}`, facts }) as PaymentEvent;
+
+    expect(await a.applyEvent(paymentId, np('waiting'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 1 });
+    // b moves the payment on; a's remembered copy (v1, received) is now behind.
+    expect(await b.applyEvent(paymentId, np('confirming'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 2 });
+    // On a's stale copy this event applies, so a tries v1 -> v2, loses the compare-and-set, re-reads, applies as v3.
+    expect(await a.applyEvent(paymentId, np('confirmed'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3 });
+    expect(await b.applyEvent(paymentId, finished, { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 4, state: 'confirmed' });
+    // On a's stale copy (received) route.done does nothing; that proves nothing, so a reads the row and applies it.
+    expect(await a.applyEvent(paymentId, routeDone('threshold'), { source: 'actor:route' })).toMatchObject({ outcome: 'applied', version: 5, state: 'routed' });
+    // And a replay through either engine is a duplicate.
+    expect(await b.applyEvent(paymentId, routeDone('threshold'), { source: 'actor:route' })).toMatchObject({ outcome: 'duplicate', version: 5 });
+    expect((await journalOf(t.db, paymentId)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming', 'np.confirmed', 'np.finished', 'route.done']);
+  });
+
+  it('two engines applying the same events concurrently: each event once, versions without gaps', async () => {
+    const engines = [t.engine, createEngine({ pool: t.db.pool, boss: t.boss })];
+    const paymentId = newPaymentId();
+    const life = ['waiting', 'confirming', 'confirmed', 'sending'].map((s) => ({ type: `np.${s}`, facts }) as PaymentEvent);
+    for (const event of [...life, finished, routeDone('instant')]) {
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => engines[i % 2]!.applyEvent(paymentId, event, { source: 'ipn' })));
+      expect(results.filter((r) => r.outcome === 'applied')).toHaveLength(1);
+    }
+    expect((await journalOf(t.db, paymentId)).map((j) => j.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await jobsFor(t.db, queueOf('invite'), paymentId)).toHaveLength(1);
   });
 });
 

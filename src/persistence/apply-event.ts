@@ -14,6 +14,8 @@ import { queueOf } from './queues.js';
 // The guarantee is the same as SELECT … FOR UPDATE (one writer per version; the journal's primary key
 // (payment_id, seq) backs it up), but a transition costs two round trips instead of seven, and a
 // replay — the common case under IPN retries and duplicate jobs — is a single read with no write.
+// The snapshot this process last wrote is remembered, so the next event for the same payment can go
+// straight to the compare-and-set; a stale copy only costs a lost compare-and-set and a re-read.
 
 export interface ApplyOptions {
   /** Who sent the event, kept in the journal: ipn, reconcile, actor:<effect>, operator:<name>. */
@@ -31,6 +33,34 @@ export interface Engine {
 interface Statement {
   name: string;
   text: string;
+}
+
+interface Known {
+  version: number;
+  state: SummaryState;
+  snapshot: PaymentSnapshot;
+}
+
+interface Seen extends Known {
+  /** The event already stepped on this snapshot (when it came from memory). */
+  stepped?: ReturnType<typeof step>;
+}
+
+/** Least-recently-used snapshots by payment; an entry is only a guess, checked by the version compare-and-set. */
+class RecentSnapshots {
+  private readonly entries = new Map<string, Known>();
+  constructor(private readonly max: number) {}
+  get(paymentId: string): Known | undefined {
+    return this.entries.get(paymentId);
+  }
+  remember(paymentId: string, known: Known): void {
+    this.entries.delete(paymentId);
+    this.entries.set(paymentId, known);
+    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
+  }
+  forget(paymentId: string): void {
+    this.entries.delete(paymentId);
+  }
 }
 
 interface Row {
@@ -68,18 +98,19 @@ const INSERT_IF_ABSENT = `
 
 export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
   const { pool, boss } = deps;
+  const recent = new RecentSnapshots(10_000);
 
   async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult> {
     for (let attempt = 1; ; attempt++) {
-      const row = (await pool.query<Row>({ name: 'payment-read', text: 'SELECT snapshot, version, state FROM payments WHERE payment_id = $1', values: [paymentId] })).rows[0];
+      const seen = await currentState(paymentId, event, attempt === 1);
       // The first event for an unknown payment creates its machine: no row is ever required beforehand.
-      const current: PaymentSnapshot = row ? restore(row.snapshot) : initialSnapshot(paymentId);
-      const { next, effects, changed } = step(current, event);
+      const current: PaymentSnapshot = seen ? seen.snapshot : initialSnapshot(paymentId);
+      const { next, effects, changed } = seen?.stepped ?? step(current, event);
       if (!changed) {
         // A replay, a stale status, or a result for a step not reached: nothing to write.
-        return { outcome: 'duplicate', paymentId, version: row?.version ?? 0, state: row?.state ?? null };
+        return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null };
       }
-      const version = (row?.version ?? 0) + 1;
+      const version = (seen?.version ?? 0) + 1;
       const summary = summarize(next);
       const params: unknown[] = [
         paymentId,
@@ -92,18 +123,43 @@ export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
         event.type,
         event,
         options.source,
-        row ? JSON.stringify(current.value) : null,
+        seen ? JSON.stringify(current.value) : null,
         JSON.stringify(effects),
       ];
       // state_entered_at moves only when the state value does (not on progress kept in context).
-      if (row) params.push(JSON.stringify(current.value) !== JSON.stringify(next.value));
+      if (seen) params.push(JSON.stringify(current.value) !== JSON.stringify(next.value));
       // Named statements: Postgres parses and plans each once per connection, not once per event.
-      const sql = row ? { name: 'payment-update-if-version', text: UPDATE_IF_VERSION } : { name: 'payment-insert-if-absent', text: INSERT_IF_ABSENT };
-      const won = effects.length === 0 ? await writeAlone(sql, params) : await writeWithJobs(sql, params, paymentId, effects);
+      const sql = seen ? { name: 'payment-update-if-version', text: UPDATE_IF_VERSION } : { name: 'payment-insert-if-absent', text: INSERT_IF_ABSENT };
+      let won = false;
+      try {
+        won = effects.length === 0 ? await writeAlone(sql, params) : await writeWithJobs(sql, params, paymentId, effects);
+      } finally {
+        if (won) recent.remember(paymentId, { version, state: summary.state, snapshot: next });
+        else recent.forget(paymentId);
+      }
       if (won) return { outcome: 'applied', paymentId, version, state: summary.state, effects };
       // Another writer committed this version first: re-read and decide again on its result.
       if (attempt >= MAX_ATTEMPTS) throw new Error(`applyEvent: payment ${paymentId} kept changing under ${MAX_ATTEMPTS} attempts`);
     }
+  }
+
+  /**
+   * The committed state to decide on. A snapshot this process committed (or read) last is tried first:
+   * if the event changes it, the compare-and-set on its version proves it is still current, and the
+   * read is saved. If the event changes nothing there, that proves nothing (the copy may be behind), so
+   * the row is read.
+   */
+  async function currentState(paymentId: string, event: PaymentEvent, useRecent: boolean): Promise<Seen | null> {
+    const known = useRecent ? recent.get(paymentId) : undefined;
+    if (known) {
+      const stepped = step(known.snapshot, event);
+      if (stepped.changed) return { ...known, stepped };
+    }
+    const row = (await pool.query<Row>({ name: 'payment-read', text: 'SELECT snapshot, version, state FROM payments WHERE payment_id = $1', values: [paymentId] })).rows[0];
+    if (!row) return null;
+    const seen = { version: row.version, state: row.state, snapshot: restore(row.snapshot) };
+    recent.remember(paymentId, seen);
+    return seen;
   }
 
   async function writeAlone(sql: Statement, params: unknown[]): Promise<boolean> {

@@ -51,6 +51,15 @@ export async function plansOfChannels(db: Queryable, openChannelIds: string[]): 
   return rows;
 }
 
+/** The plans a buyer can choose, shortest first. */
+export async function activePlansOf(db: Queryable, openChannelId: string): Promise<PlanRow[]> {
+  const { rows } = await db.query<PlanRow>(
+    `SELECT ${COLUMNS} FROM plans WHERE open_channel_id = $1 AND active ORDER BY duration_days, price_usd, plan_id`,
+    [openChannelId],
+  );
+  return rows;
+}
+
 /**
  * The active plan a legacy order (which carried no plan) paid for, recognised by its price. When two
  * active plans share a price the oldest wins, so the same IPN always maps to the same plan.

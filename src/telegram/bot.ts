@@ -3,7 +3,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { HttpError } from '../http/plugins/error-handler.js';
 import type { OrderService } from '../modules.js';
-import { activePlans, findCatalogChannel, findCatalogPlan } from './catalog.repo.js';
+import { findChannel } from '../channels/channels.repo.js';
+import { activePlansOf, findPlan } from '../channels/plans.repo.js';
 import { BUY_PREFIX, PLANS_PREFIX, payKeyboard, plansKeyboard, renewKeyboard } from './keyboards.js';
 import { formatDate } from './subscriptions.service.js';
 import { subscriptionsOfBuyer } from './subscriptions.repo.js';
@@ -37,12 +38,12 @@ export function channelFromPayload(payload: string): string | null {
 }
 
 async function showPlans(ctx: Context, pool: pg.Pool, openChannelId: string): Promise<void> {
-  const channel = await findCatalogChannel(pool, openChannelId);
+  const channel = await findChannel(pool, openChannelId);
   if (!channel) {
     await ctx.reply(MESSAGES.unknownChannel);
     return;
   }
-  const plans = await activePlans(pool, openChannelId);
+  const plans = await activePlansOf(pool, openChannelId);
   if (plans.length === 0) {
     await ctx.reply(MESSAGES.noPlans);
     return;
@@ -103,7 +104,7 @@ export function buyingBot(deps: BuyingBotDeps): Composer<Context> {
 
   privateChats.callbackQuery(new RegExp(`^${BUY_PREFIX}(.+)$`), async (ctx) => {
     await ctx.answerCallbackQuery();
-    const plan = await findCatalogPlan(pool, ctx.match[1]!);
+    const plan = await findPlan(pool, ctx.match[1]!);
     if (!plan || !plan.active) {
       await ctx.reply(MESSAGES.planGone);
       return;

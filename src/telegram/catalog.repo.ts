@@ -1,8 +1,8 @@
 import type { Route } from '../machines/payment.events.js';
 import type { Queryable } from './invites.repo.js';
 
-// What the bot and the invite actor read about channels and plans (tables from migrations/002, owned
-// by the channel admin; read-only here).
+// What the invite actor reads about a payment's channel and plan, in one round trip (tables from
+// migrations/002, owned by the channel admin; read-only here). The bot uses the admin's repositories.
 
 export interface CatalogChannel {
   openChannelId: string;
@@ -17,31 +17,6 @@ export interface CatalogPlan {
   priceUsd: string;
   durationDays: number;
   active: boolean;
-}
-
-const PLAN = `plan_id AS "planId", open_channel_id::text AS "openChannelId", title, price_usd::text AS "priceUsd",
-  duration_days AS "durationDays", active`;
-
-export async function findCatalogChannel(db: Queryable, openChannelId: string): Promise<CatalogChannel | null> {
-  const { rows } = await db.query<CatalogChannel>(
-    `SELECT open_channel_id::text AS "openChannelId", closed_channel_id::text AS "closedChannelId", title
-       FROM channels WHERE open_channel_id = $1`,
-    [openChannelId],
-  );
-  return rows[0] ?? null;
-}
-
-export async function findCatalogPlan(db: Queryable, planId: string): Promise<CatalogPlan | null> {
-  const { rows } = await db.query<CatalogPlan>(`SELECT ${PLAN} FROM plans WHERE plan_id = $1`, [planId]);
-  return rows[0] ?? null;
-}
-
-export async function activePlans(db: Queryable, openChannelId: string): Promise<CatalogPlan[]> {
-  const { rows } = await db.query<CatalogPlan>(
-    `SELECT ${PLAN} FROM plans WHERE open_channel_id = $1 AND active ORDER BY duration_days, price_usd, plan_id`,
-    [openChannelId],
-  );
-  return rows;
 }
 
 export interface AccessTarget {

@@ -1,5 +1,5 @@
 import { InlineKeyboard } from 'grammy';
-import type { CatalogPlan } from './catalog.repo.js';
+import type { PlanRow } from '../channels/plans.repo.js';
 
 // Inline keyboards the bot sends, and the callback data its handlers parse (Telegram caps it at 64 bytes).
 
@@ -12,7 +12,7 @@ export const openChannelKeyboard = (inviteLink: string) => new InlineKeyboard().
 export const renewKeyboard = (openChannelId: string) => new InlineKeyboard().text('Renew', `${PLANS_PREFIX}${openChannelId}`);
 
 /** One button per plan; a plan whose id would not fit Telegram's callback limit is left out rather than sent truncated. */
-export function plansKeyboard(plans: CatalogPlan[]): InlineKeyboard {
+export function plansKeyboard(plans: Pick<PlanRow, 'planId' | 'title' | 'priceUsd' | 'durationDays'>[]): InlineKeyboard {
   const keyboard = new InlineKeyboard();
   for (const plan of plans) {
     const data = `${BUY_PREFIX}${plan.planId}`;

@@ -1,10 +1,11 @@
 import { z } from 'zod';
+import { isDecimalString } from '../domain/money.js';
 
 // NowPayments REST API (invoice creation and payment look-ups for reconciliation). The base URL is
 // configuration, so tests and the sandbox point it at the fake in src/sandbox/nowpayments.fake.ts.
 
 export interface InvoiceRequest {
-  priceAmount: string; // exact decimal, sent as a JSON number only at the wire
+  priceAmount: string; // exact decimal; written as a JSON number literal at the wire (invoiceBody)
   priceCurrency: string;
   orderId: string;
   orderDescription: string;
@@ -31,15 +32,32 @@ export interface NowPaymentsClient {
   listPaymentsByInvoice(invoiceId: string): Promise<Record<string, unknown>[]>;
 }
 
+/**
+ * NowPayments takes price_amount as a JSON number. It is written as the literal of the exact decimal
+ * string, never through a JS number, so 9.99 goes out as 9.99 and not as the nearest double.
+ */
+export function invoiceBody(request: InvoiceRequest): string {
+  if (!isDecimalString(request.priceAmount)) throw new NowPaymentsError(`price ${request.priceAmount} is not a decimal amount`, null);
+  const rest = JSON.stringify({
+    price_currency: request.priceCurrency,
+    order_id: request.orderId,
+    order_description: request.orderDescription,
+    ipn_callback_url: request.ipnCallbackUrl,
+    success_url: request.successUrl,
+    cancel_url: request.cancelUrl,
+  });
+  return `{"price_amount":${request.priceAmount},${rest.slice(1)}`;
+}
+
 export function createNowPaymentsClient(options: { baseUrl: string; apiKey: string; timeoutMs?: number }): NowPaymentsClient {
   const base = options.baseUrl.replace(/\/+$/, '');
-  async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
+  async function call(method: 'GET' | 'POST', path: string, body?: string): Promise<unknown> {
     let response: Response;
     try {
       response = await fetch(`${base}${path}`, {
         method,
         headers: { 'x-api-key': options.apiKey, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
+        body,
         signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
       });
     } catch (error) {
@@ -56,16 +74,7 @@ export function createNowPaymentsClient(options: { baseUrl: string; apiKey: stri
   return {
     async createInvoice(request) {
       const answer = invoiceSchema.parse(
-        await call('POST', '/v1/invoice', {
-          // NowPayments takes a JSON number; the decimal string is written as the number literal it denotes.
-          price_amount: Number(request.priceAmount),
-          price_currency: request.priceCurrency,
-          order_id: request.orderId,
-          order_description: request.orderDescription,
-          ipn_callback_url: request.ipnCallbackUrl,
-          success_url: request.successUrl,
-          cancel_url: request.cancelUrl,
-        }),
+        await call('POST', '/v1/invoice', invoiceBody(request)),
       );
       return { invoiceId: answer.id, invoiceUrl: answer.invoice_url };
     },

@@ -5,6 +5,7 @@ import { allModules } from '../src/modules.list.js';
 import { startFakeNowPayments, type FakePayment } from '../src/sandbox/nowpayments.fake.js';
 import { startFakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
 import { startService } from '../src/service.js';
+import { createScratchDatabase } from '../src/persistence/scratch-postgres.js';
 import { percentile } from './support.js';
 
 // End-to-end invite latency: from a signed "finished" IPN leaving NowPayments (fake) to the invite
@@ -76,29 +77,12 @@ const OPEN_CHANNEL = '-1001000000001';
 const CLOSED_CHANNEL = '-1001000000002';
 const FIRST_BUYER = 500_000_000;
 
-/** A sibling database on the same server, so jobs left by other benchmarks do not run during this one. */
-async function freshDatabase(url: string): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `telepay_bench_invite_${process.pid}`;
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  const sibling = new URL(url);
-  sibling.pathname = `/${name}`;
-  return {
-    url: sibling.toString(),
-    async drop() {
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
-      await admin.end();
-    },
-  };
-}
-
 export async function benchInviteLatency(url: string, log: (line: string) => void, options: InviteLatencyOptions = {}): Promise<InviteLatencyResult> {
   const rate = options.rate ?? 100;
   const seconds = options.seconds ?? Number(process.env.BENCH_INVITE_SECONDS ?? 10);
   const count = Math.round(rate * seconds);
-  const db = await freshDatabase(url);
+  // A sibling database on the same server, so jobs left by other benchmarks do not run during this one.
+  const db = await createScratchDatabase(url, `telepay_bench_invite_${process.pid}`, { replace: true });
   const np = await startFakeNowPayments({ apiKey: API_KEY, ipnSecret: IPN_SECRET });
   const tg = await startFakeTelegram({ token: TOKEN });
   const config = loadConfig({

@@ -1,9 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
-import { startEmbeddedPostgres } from '../src/persistence/embedded-postgres.js';
+import { createScratchDatabase, openScratchServer } from '../src/persistence/scratch-postgres.js';
 
 // Benchmarks run on the same kind of database as the service: DATABASE_URL when set, otherwise a
 // throwaway embedded cluster. Each run gets its own database so figures never include old data.
@@ -13,41 +8,14 @@ export interface BenchDatabase {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
 export async function openBenchDatabase(): Promise<BenchDatabase> {
-  let adminUrl = process.env.DATABASE_URL;
-  let stop: (() => Promise<void>) | null = null;
-  let dir: string | null = null;
-  if (!adminUrl) {
-    dir = await mkdtemp(join(tmpdir(), 'telepay-bench-pg-'));
-    const embedded = await startEmbeddedPostgres({ dir, port: await freePort(), persistent: false });
-    adminUrl = embedded.url;
-    stop = embedded.stop;
-  }
-  const name = `telepay_bench_${process.pid}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
+  const server = await openScratchServer('telepay-bench');
+  const db = await createScratchDatabase(server.adminUrl, `telepay_bench_${process.pid}`, { replace: true });
   return {
-    url: url.toString(),
+    url: db.url,
     async close() {
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {});
-      await admin.end();
-      await stop?.();
-      if (dir) await rm(dir, { recursive: true, force: true });
+      await db.drop().catch(() => {});
+      await server.close();
     },
   };
 }

@@ -1,23 +1,13 @@
+import type { ChannelRow } from '../channels/channels.repo.js';
+import type { PlanRow } from '../channels/plans.repo.js';
 import type { Route } from '../machines/payment.events.js';
 import type { Queryable } from './invites.repo.js';
 
 // What the invite actor reads about a payment's channel and plan, in one round trip (tables from
 // migrations/002, owned by the channel admin; read-only here). The bot uses the admin's repositories.
 
-export interface CatalogChannel {
-  openChannelId: string;
-  closedChannelId: string;
-  title: string;
-}
-
-export interface CatalogPlan {
-  planId: string;
-  openChannelId: string;
-  title: string;
-  priceUsd: string;
-  durationDays: number;
-  active: boolean;
-}
+export type CatalogChannel = Pick<ChannelRow, 'openChannelId' | 'closedChannelId' | 'title'>;
+export type CatalogPlan = Omit<PlanRow, 'createdAt'>;
 
 export interface AccessTarget {
   route: Route | null;

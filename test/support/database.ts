@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import { inject } from 'vitest';
 import { createPool } from '../../src/persistence/database.js';
-import { withDatabase } from './db-url.js';
+import { createScratchDatabase } from '../../src/persistence/scratch-postgres.js';
 
 export interface TestDatabase {
   url: string;
@@ -12,26 +12,14 @@ export interface TestDatabase {
 
 /** A fresh database cloned from the migrated template (our schema and pg-boss's, queues created). */
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const adminUrl = inject('adminUrl');
-  const name = `telepay_t_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${inject('templateDb')}`);
-  } finally {
-    await admin.end();
-  }
-  const url = withDatabase(adminUrl, name);
-  const pool = createPool(url, 60);
+  const scratch = await createScratchDatabase(inject('adminUrl'), `telepay_t_${randomBytes(6).toString('hex')}`, { template: inject('templateDb') });
+  const pool = createPool(scratch.url, 60);
   return {
-    url,
+    url: scratch.url,
     pool,
     async drop() {
       await pool.end();
-      const cleanup = new pg.Client({ connectionString: adminUrl });
-      await cleanup.connect();
-      await cleanup.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await cleanup.end();
+      await scratch.drop();
     },
   };
 }

@@ -1,14 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { loadConfig } from '../../src/config.js';
-import { startEmbeddedPostgres } from '../../src/persistence/embedded-postgres.js';
 import { migrate } from '../../src/persistence/migrate.js';
 import { createBoss, ensureQueues } from '../../src/persistence/queues.js';
-import { withDatabase } from './db-url.js';
+import { createScratchDatabase, openScratchServer } from '../../src/persistence/scratch-postgres.js';
 
 // Tests always hit a real Postgres: DATABASE_URL when set, otherwise a throwaway embedded cluster.
 // One template database is migrated (our tables and pg-boss's) once; each test file clones it, which
@@ -21,36 +16,12 @@ declare module 'vitest' {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
 export default async function setup(project: TestProject) {
-  let stopEmbedded: (() => Promise<void>) | null = null;
-  let dataDir: string | null = null;
-  let adminUrl = process.env.DATABASE_URL;
-  if (!adminUrl) {
-    dataDir = await mkdtemp(join(tmpdir(), 'telepay-test-pg-'));
-    const embedded = await startEmbeddedPostgres({ dir: dataDir, port: await freePort(), persistent: false });
-    stopEmbedded = embedded.stop;
-    adminUrl = embedded.url;
-  }
-
+  const server = await openScratchServer('telepay-test');
+  const adminUrl = server.adminUrl;
   const templateDb = `telepay_template_${process.pid}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${templateDb} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${templateDb}`);
-
-  const templateUrl = withDatabase(adminUrl, templateDb);
+  const template = await createScratchDatabase(adminUrl, templateDb, { replace: true });
+  const templateUrl = template.url;
   const pool = new pg.Pool({ connectionString: templateUrl, max: 2 });
   await migrate(pool);
   await pool.end();
@@ -65,9 +36,7 @@ export default async function setup(project: TestProject) {
   project.provide('templateDb', templateDb);
 
   return async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${templateDb} WITH (FORCE)`).catch(() => {});
-    await admin.end();
-    await stopEmbedded?.();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await template.drop().catch(() => {});
+    await server.close();
   };
 }

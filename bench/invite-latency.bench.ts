@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
-import { allModules } from '../src/modules.list.js';
 import { startFakeNowPayments, type FakePayment } from '../src/sandbox/nowpayments.fake.js';
 import { startFakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
 import { startService } from '../src/service.js';
@@ -99,7 +98,7 @@ export async function benchInviteLatency(url: string, log: (line: string) => voi
     TELEGRAM_API_ROOT: tg.apiRoot,
     ...options.env,
   });
-  const service = await startService(config, createLogger('silent'), allModules);
+  const service = await startService(config, createLogger('silent'));
   try {
     const { pool } = service.db;
     await pool.query(
@@ -110,8 +109,7 @@ export async function benchInviteLatency(url: string, log: (line: string) => voi
     await pool.query(`INSERT INTO plans (plan_id, open_channel_id, title, price_usd, duration_days) VALUES ('bench-30d', $1, '30 days', '10.00', 30)`, [OPEN_CHANNEL]);
 
     // Orders (and their invoices at the fake) are made through the real order service before the clock starts.
-    const orderService = service.deps.shared.orderService;
-    if (!orderService) throw new Error('invite latency bench: the orders module is not in the module list');
+    const orderService = service.orders;
     const payments: FakePayment[] = new Array(count);
     for (let from = 0; from < count; from += 20) {
       await Promise.all(

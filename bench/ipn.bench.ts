@@ -1,5 +1,4 @@
 import { loadConfig } from '../src/config.js';
-import { intakeModule } from '../src/intake/intake.module.js';
 import { createLogger } from '../src/logger.js';
 import { IPN_PATH } from '../src/http/routes/ipn.route.js';
 import { signStatusToken } from '../src/orders/status-token.js';
@@ -129,7 +128,7 @@ export interface IpnBenchService {
 }
 
 /**
- * The service with the intake module on `databaseUrl` (migrated on start), listening on a free loopback
+ * The service with no effect actors (intake alone) on `databaseUrl` (migrated on start), listening on a free loopback
  * port, with known secrets and the status rate limit lifted so the bench measures reads, not 429s.
  */
 export async function startIpnBenchService(databaseUrl: string): Promise<IpnBenchService> {
@@ -147,7 +146,7 @@ export async function startIpnBenchService(databaseUrl: string): Promise<IpnBenc
     STATUS_RATE_LIMIT: '1000000',
     RECONCILE_EVERY: '0 0 1 1 *',
   });
-  const service = await startService(config, createLogger('silent'), [intakeModule]);
+  const service = await startService(config, createLogger('silent'), { effects: [] });
   const address = service.app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   // One order whose payment the status reads follow: an IPN for an order we never saw creates its payment.

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createChannel, listChannels, updateChannel } from './channels/channel-admin.service.js';
 import { ChannelInputError, channelIdSchema, createChannelSchema, patchChannelSchema } from './channels/channel.schema.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { HttpError } from './http/plugins/error-handler.js';
+import { DomainError } from './domain/errors.js';
 import { openDatabase } from './persistence/database.js';
 import { migrate } from './persistence/migrate.js';
 
@@ -112,7 +112,7 @@ try {
   } else if (error instanceof ChannelInputError) {
     process.stderr.write(`Invalid input:\n${error.problems.map((p) => `  - ${p.field ? `${p.field}: ` : ''}${p.message}`).join('\n')}\n`);
     process.exitCode = 1;
-  } else if (error instanceof HttpError || error instanceof ConfigError) {
+  } else if (error instanceof DomainError || error instanceof ConfigError) {
     process.stderr.write(`${error.message}\n`);
     process.exitCode = 1;
   } else {

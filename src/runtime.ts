@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import type { Runtime } from './modules.js';
+
+export interface Runtime {
+  /** No provider credentials and not production: fakes stand in for NowPayments / Telegram. */
+  sandbox: boolean;
+  statusTokenSecret: string;
+  /** Where buyers and providers reach us (PUBLIC_BASE_URL, else the address the server listens on). */
+  publicBaseUrl(): string;
+}
 
 export class StartupError extends Error {
   override name = 'StartupError';

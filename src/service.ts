@@ -1,72 +1,223 @@
 import type { FastifyInstance } from 'fastify';
+import type { Bot } from 'grammy';
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
+import { createActors } from './actors/index.js';
+import type { EffectActor } from './actors/effect-actor.js';
 import { startActors, startDeadLetterWorker } from './actors/runner.js';
 import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
-import type { Module, ModuleDeps } from './modules.js';
+import { IPN_PATH } from './http/routes/ipn.route.js';
+import { createIpnService, type IpnService } from './intake/ipn.service.js';
+import { RECONCILE_QUEUE, startReconcileJob } from './intake/reconcile.job.js';
+import { EFFECTS, type EffectName } from './machines/payment.events.js';
+import { createNowPaymentsClient, type NowPaymentsClient } from './nowpayments/client.js';
+import { createOrderService, type OrderService } from './orders/order.service.js';
 import { createEngine, type Engine } from './persistence/apply-event.js';
 import { openDatabase, type Database } from './persistence/database.js';
 import { migrate } from './persistence/migrate.js';
 import { createBoss, ensureQueues } from './persistence/queues.js';
-import { allModules } from './modules.list.js';
-import { resolveRuntime } from './runtime.js';
+import { resolveRuntime, StartupError, type Runtime } from './runtime.js';
+import { sandboxRoutes, startSandboxNowPayments, type SandboxNowPayments } from './sandbox/sandbox-nowpayments.js';
+import { SANDBOX_TELEGRAM_TOKEN, startSandboxTelegram, type SandboxTelegram } from './sandbox/sandbox-telegram.js';
+import { buyingBot } from './telegram/bot.js';
+import { createTelegramBot } from './telegram/client.js';
+import { joinTracking } from './telegram/join-tracking.js';
+import { parseReminders, startSubscriptionWorkers, subscriptionQueues } from './telegram/subscriptions.service.js';
+import { replyFailed, startUpdates } from './telegram/updates.js';
 
-// The composition root: config -> database -> migrations -> pg-boss -> modules (actors, routes,
-// workers) -> HTTP. main.ts runs it for `npm start`; end-to-end tests run it on a test database.
+// The composition root: the one place that turns configuration into a running service. It chooses
+// real providers or the sandbox fakes, builds each service once with explicit dependencies, starts the
+// workers, and listens last. Shutdown runs the same list backwards: HTTP stops first, then the
+// workers, pg-boss (which lets jobs in flight finish), the pool, Postgres, and finally the fakes.
+// main.ts runs it for `npm start`; end-to-end tests run it on a test database.
+
+export interface ServiceOptions {
+  /** Effects whose actor runs in this process (default: all). Tests that study one stage run only its actor. */
+  effects?: readonly EffectName[];
+  /** Replace an effect's actor (tests that need a slow or failing one). */
+  actors?: Partial<Record<EffectName, EffectActor>>;
+  /** Provider clients to use instead of the ones the configuration would build (tests). */
+  nowPayments?: NowPaymentsClient | null;
+}
 
 export interface Service {
   app: FastifyInstance;
   db: Database;
   boss: PgBoss;
   engine: Engine;
-  deps: ModuleDeps;
+  log: Logger;
+  runtime: Runtime;
+  ipn: IpnService;
+  orders: OrderService;
+  nowPayments: NowPaymentsClient | null;
+  ipnSecret: string;
+  bot: Bot;
+  /** The in-process fakes, when this run is the sandbox (null for a real provider). */
+  sandbox: { nowPayments: SandboxNowPayments | null; telegram: SandboxTelegram | null };
   /** Stops taking requests and jobs, lets in-flight work finish, then closes pg-boss, the pool and Postgres. */
   close(): Promise<void>;
 }
 
-export async function startService(config: Config, log: Logger, modules: Module[] = allModules): Promise<Service> {
-  const db = await openDatabase(config, (message) => log.info(message));
-  // Run in reverse order of start on close: HTTP first, then workers, pg-boss, the pool, Postgres.
-  const cleanup: Array<() => Promise<void>> = [() => db.close()];
-  const close = async () => {
-    for (const stop of cleanup.splice(0)) await stop().catch((err) => log.error({ err }, 'error during shutdown'));
+/** Closers in construction order; closing runs them backwards, each once, logging (not throwing) failures. */
+function closers(log: Logger) {
+  const stack: Array<() => Promise<void>> = [];
+  return {
+    add(stop: () => Promise<void>) {
+      stack.push(stop);
+    },
+    async closeAll() {
+      while (stack.length) await stack.pop()!().catch((err: unknown) => log.error({ err }, 'error during shutdown'));
+    },
   };
+}
+
+export async function startService(config: Config, log: Logger, options: ServiceOptions = {}): Promise<Service> {
+  const stops = closers(log);
   try {
+    let listeningUrl = '';
+    const runtime = resolveRuntime(config, log, () => listeningUrl);
+    let remindersMs: number[];
+    try {
+      remindersMs = parseReminders(config.SUBSCRIPTION_REMINDERS);
+    } catch (error) {
+      throw new StartupError((error as Error).message);
+    }
+    if (config.TELEGRAM_UPDATES === 'webhook' && !config.TELEGRAM_WEBHOOK_SECRET) {
+      throw new StartupError('TELEGRAM_WEBHOOK_SECRET is required with TELEGRAM_UPDATES=webhook: without it anyone could post fake updates.');
+    }
+    if (!config.TELEGRAM_BOT_TOKEN && config.NODE_ENV === 'production') {
+      throw new StartupError('TELEGRAM_BOT_TOKEN is required in production: no invite can be sent without it.');
+    }
+
+    // Providers: real ones from the configuration, or in-process fakes in the sandbox.
+    const sandboxNowPayments = runtime.sandbox ? await startSandboxNowPayments() : null;
+    if (sandboxNowPayments) {
+      stops.add(() => sandboxNowPayments.stop());
+      log.warn({ nowPaymentsUrl: sandboxNowPayments.fake.url }, 'SANDBOX: no NowPayments credentials; payments are simulated, nothing is real. Simulate a buyer paying with POST /sandbox/orders/<order_id>/pay');
+    }
+    // resolveRuntime already refused to start without an IPN secret outside the sandbox.
+    const ipnSecret = sandboxNowPayments?.ipnSecret ?? config.NOWPAYMENTS_IPN_SECRET!;
+    const nowPayments =
+      options.nowPayments !== undefined
+        ? options.nowPayments
+        : (sandboxNowPayments?.client ??
+          (config.NOWPAYMENTS_API_KEY ? createNowPaymentsClient({ baseUrl: config.NOWPAYMENTS_API_URL, apiKey: config.NOWPAYMENTS_API_KEY }) : null));
+    if (!nowPayments) log.warn('NOWPAYMENTS_API_KEY not set: invoices cannot be created and reconciliation only re-applies stored IPNs');
+
+    const sandboxTelegram = config.TELEGRAM_BOT_TOKEN ? null : await startSandboxTelegram(log);
+    if (sandboxTelegram) {
+      stops.add(() => sandboxTelegram.stop());
+      log.warn('TELEGRAM_BOT_TOKEN not set: using an in-process fake Telegram Bot API (sandbox); invites are logged, not sent');
+    }
+
+    // Database, schema, queues, the engine.
+    const db = await openDatabase(config, (message) => log.info(message));
+    stops.add(() => db.close());
     const applied = await migrate(db.pool);
     if (applied.length) log.info({ migrations: applied }, 'database migrated');
-
     const boss = createBoss(db.url, { max: 10 });
     boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
     await boss.start();
-    cleanup.unshift(() => boss.stop({ graceful: true, close: true, timeout: config.SHUTDOWN_GRACE }));
-    await ensureQueues(boss, config, Object.assign({}, ...modules.map((m) => m.queues ?? {})));
-
-    const engine = createEngine({ pool: db.pool, boss });
-    let listeningUrl = '';
-    const runtime = resolveRuntime(config, log, () => listeningUrl);
-    const deps: ModuleDeps = { config, pool: db.pool, boss, engine, log, runtime, shared: {} };
-    for (const module of modules) {
-      const stop = await module.prepare?.(deps);
-      if (stop) cleanup.unshift(stop);
-    }
-    const runnerDeps = { boss, pool: db.pool, engine, log, config };
-    await startActors(runnerDeps, modules.flatMap((m) => m.actors?.(deps) ?? []));
-    await startDeadLetterWorker(runnerDeps);
-
-    const app = await buildApp({ config, pool: db.pool, boss, engine, log }, async (instance) => {
-      for (const module of modules) await module.routes?.(instance, deps);
+    stops.add(() => boss.stop({ graceful: true, close: true, timeout: config.SHUTDOWN_GRACE }));
+    await ensureQueues(boss, config, {
+      // exclusive: one reconciliation queued or active at a time, so a slow run never overlaps the next.
+      [RECONCILE_QUEUE]: { policy: 'exclusive', retryLimit: 0, expireInSeconds: 600, notify: true },
+      ...subscriptionQueues,
     });
-    listeningUrl = await app.listen({ host: config.HOST, port: config.PORT });
-    cleanup.unshift(() => app.close());
+    const engine = createEngine({ pool: db.pool, boss });
 
-    for (const module of modules) {
-      const stop = await module.start?.(deps);
-      if (stop) cleanup.splice(1, 0, stop); // after HTTP closes, before pg-boss stops
-    }
-    return { app, db, boss, engine, deps, close };
+    // Services, each built once.
+    const { pool } = db;
+    const ipn = createIpnService({ pool, engine, log: log.child({ module: 'intake' }) });
+    const orders = createOrderService({
+      pool,
+      nowPayments,
+      statusTokenSecret: runtime.statusTokenSecret,
+      publicBaseUrl: runtime.publicBaseUrl,
+      log,
+    });
+    const bot = createTelegramBot({
+      token: config.TELEGRAM_BOT_TOKEN ?? SANDBOX_TELEGRAM_TOKEN,
+      apiRoot: sandboxTelegram?.fake.apiRoot ?? config.TELEGRAM_API_ROOT,
+      timeoutMs: config.TELEGRAM_REQUEST_TIMEOUT,
+      ...(sandboxTelegram && { botInfo: sandboxTelegram.fake.botInfo }),
+    });
+    bot.use(joinTracking({ pool, log }));
+    bot.use(buyingBot({ pool, log, orderService: orders }));
+    bot.catch((error) => replyFailed(error, log));
+
+    // Workers: effect actors, the dead letter, reconciliation, subscriptions, Telegram updates.
+    const actors = { ...createActors({ pool, boss, log, config, telegram: bot.api, remindersMs }), ...options.actors };
+    const running = (options.effects ?? EFFECTS).flatMap((effect) => actors[effect] ?? []);
+    const runnerDeps = { boss, pool, engine, log, config };
+    await startActors(runnerDeps, running);
+    await startDeadLetterWorker(runnerDeps);
+    stops.add(
+      await startReconcileJob(boss, config.RECONCILE_EVERY, {
+        pool,
+        engine,
+        ipn,
+        log: log.child({ module: 'reconcile' }),
+        nowPayments: nowPayments ?? undefined,
+        olderThanMs: config.RECONCILE_AFTER,
+      }),
+    );
+    stops.add(await startSubscriptionWorkers({ pool, boss, api: bot.api, log, remindersMs, dryRun: config.SUBSCRIPTION_REMOVAL_DRY_RUN }));
+
+    // HTTP, last: nothing is served before everything it needs runs; on close it is the first to stop.
+    const app = await buildApp({
+      config,
+      pool,
+      boss,
+      engine,
+      log,
+      statusTokenSecret: runtime.statusTokenSecret,
+      ipn,
+      ipnSecret,
+      orders,
+      telegramWebhook:
+        config.TELEGRAM_UPDATES === 'webhook' && config.TELEGRAM_WEBHOOK_SECRET
+          ? { bot, secret: config.TELEGRAM_WEBHOOK_SECRET, onBuyerError: (error) => replyFailed(error, log) }
+          : null,
+      extraRoutes: sandboxNowPayments
+        ? [
+            (scope) =>
+              sandboxRoutes(scope, {
+                sandbox: sandboxNowPayments,
+                webhookUrl: () => `${runtime.publicBaseUrl()}${IPN_PATH}`,
+                statusTokenSecret: runtime.statusTokenSecret,
+                publicBaseUrl: runtime.publicBaseUrl,
+              }),
+          ]
+        : [],
+    });
+    // Updates need our public URL (webhook registration), so they start once we listen; polling stops before HTTP.
+    listeningUrl = await app.listen({ host: config.HOST, port: config.PORT });
+    const stopUpdates = await startUpdates(bot, config, runtime.publicBaseUrl, log);
+    stops.add(async () => {
+      await app.close();
+      await stopUpdates();
+    });
+    if (sandboxNowPayments) log.warn(`SANDBOX: simulate a payment with: curl -X POST ${runtime.publicBaseUrl()}/sandbox/orders/<order_id>/pay`);
+
+    return {
+      app,
+      db,
+      boss,
+      engine,
+      log,
+      runtime,
+      ipn,
+      orders,
+      nowPayments,
+      ipnSecret,
+      bot,
+      sandbox: { nowPayments: sandboxNowPayments, telegram: sandboxTelegram },
+      close: () => stops.closeAll(),
+    };
   } catch (error) {
-    await close();
+    await stops.closeAll();
     throw error;
   }
 }

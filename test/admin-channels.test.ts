@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ordersModule } from '../src/orders/orders.module.js';
 import { startTestService, type TestService } from './support/service.js';
 
 const TOKEN = 'x'.repeat(32);
@@ -11,7 +10,7 @@ let seq = 0;
 const channelId = () => `-100${9_007_199_254_740 + ++seq}`;
 
 beforeAll(async () => {
-  t = await startTestService({ ADMIN_TOKEN: TOKEN }, [ordersModule]);
+  t = await startTestService({ ADMIN_TOKEN: TOKEN }, { effects: ['route'] });
 });
 afterAll(async () => {
   await t.close();
@@ -56,7 +55,7 @@ describe('admin authentication', () => {
   });
 
   it('answers 503 telling to set ADMIN_TOKEN when it is unset', async () => {
-    const open = await startTestService({}, [ordersModule]);
+    const open = await startTestService({}, { effects: ['route'] });
     try {
       const res = await open.service.app.inject({ method: 'GET', url: '/admin/channels', headers: { authorization: `Bearer ${TOKEN}` } });
       expect(res.statusCode).toBe(503);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PermanentEffectError, type EffectActor } from '../src/actors/effect-actor.js';
+import type { EffectActor } from '../src/actors/effect-actor.js';
+import { PermanentFailure } from '../src/domain/errors.js';
 import { startActors, startDeadLetterWorker } from '../src/actors/runner.js';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { createEngine } from '../src/persistence/apply-event.js';
@@ -166,7 +167,7 @@ describe('effect jobs', () => {
     const route: EffectActor = {
       effect: 'route',
       async perform() {
-        throw new PermanentEffectError('channel -1001 is not configured');
+        throw new PermanentFailure('channel -1001 is not configured');
       },
     };
     await startActors(deps, [route]);

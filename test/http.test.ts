@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { loadConfig } from '../src/config.js';
 import { buildApp } from '../src/http/app.js';
+import { createIpnService } from '../src/intake/ipn.service.js';
+import { createOrderService } from '../src/orders/order.service.js';
 import { HttpError } from '../src/http/plugins/error-handler.js';
 import { loggerOptions } from '../src/logger.js';
 import { startTestEngine, type TestEngine } from './support/engine.js';
@@ -19,9 +21,21 @@ const sink = new Writable({
 });
 
 async function app() {
-  return buildApp(
-    { config: loadConfig({}), pool: t.db.pool, boss: t.boss, engine: t.engine, log: pino(loggerOptions('info'), sink) },
-    async (instance) => {
+  const log = pino(loggerOptions('info'), sink);
+  // The real services on the test database: buildApp needs no running service, only its dependencies.
+  const ipn = createIpnService({ pool: t.db.pool, engine: t.engine, log });
+  const orders = createOrderService({ pool: t.db.pool, nowPayments: null, statusTokenSecret: 'z'.repeat(32), publicBaseUrl: () => 'http://127.0.0.1', log });
+  return buildApp({
+    config: loadConfig({}),
+    pool: t.db.pool,
+    boss: t.boss,
+    engine: t.engine,
+    log,
+    statusTokenSecret: 'z'.repeat(32),
+    ipn,
+    ipnSecret: 'x'.repeat(32),
+    orders,
+    extraRoutes: [async (instance) => {
       const typed = instance.withTypeProvider<ZodTypeProvider>();
       typed.post('/probe', { schema: { body: z.object({ amount: z.string().regex(/^\d+(\.\d+)?$/, 'must be a decimal string') }) } }, async () => ({ ok: true }));
       instance.get('/boom', async () => {
@@ -31,8 +45,8 @@ async function app() {
         throw new HttpError(409, 'order already paid');
       });
       instance.get('/echo', async () => ({ ok: true }));
-    },
-  );
+    }],
+  });
 }
 
 beforeAll(async () => {

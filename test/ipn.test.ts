@@ -262,8 +262,8 @@ describe('an IPN retried after a failure', () => {
       expect(JSON.parse((await h.np.sendIpn(p)).body)).toMatchObject({ status: 'applied' });
       expect(JSON.parse((await h.np.sendIpn(p)).body)).toMatchObject({ status: 'duplicate' });
       // And reconciliation finds nothing left to do for it.
-      const ipn = createIpnService({ pool: h.t.db.pool, engine: h.t.service.engine, log: h.t.service.deps.log });
-      await reconcileOnce({ pool: h.t.db.pool, engine: h.t.service.engine, ipn, log: h.t.service.deps.log, olderThanMs: 3_600_000, deliveryGraceMs: 0 });
+      const ipn = createIpnService({ pool: h.t.db.pool, engine: h.t.service.engine, log: h.t.service.log });
+      await reconcileOnce({ pool: h.t.db.pool, engine: h.t.service.engine, ipn, log: h.t.service.log, olderThanMs: 3_600_000, deliveryGraceMs: 0 });
     } finally {
       await drop();
     }
@@ -303,8 +303,8 @@ describe('an IPN retried after a failure', () => {
     } finally {
       await drop();
     }
-    const ipn = createIpnService({ pool: h.t.db.pool, engine: h.t.service.engine, log: h.t.service.deps.log });
-    const deps = { pool: h.t.db.pool, engine: h.t.service.engine, ipn, log: h.t.service.deps.log, olderThanMs: 3_600_000, deliveryGraceMs: 0 };
+    const ipn = createIpnService({ pool: h.t.db.pool, engine: h.t.service.engine, log: h.t.service.log });
+    const deps = { pool: h.t.db.pool, engine: h.t.service.engine, ipn, log: h.t.service.log, olderThanMs: 3_600_000, deliveryGraceMs: 0 };
     expect(await reconcileOnce(deps)).toMatchObject({ applied: 1 });
     expect(await reconcileOnce(deps)).toMatchObject({ deliveries: 0, applied: 0 });
     expect(await journalOf(h.t.db, paymentIdOf(p))).toEqual([{ seq: 1, event_type: 'np.finished', source: 'reconcile' }]);

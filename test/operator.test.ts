@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { operatorModule } from '../src/operator/operator.module.js';
 import { queueOf } from '../src/persistence/queues.js';
 import { jobsFor, journalOf, paymentRow } from './support/engine.js';
 import { startTestService, type TestService } from './support/service.js';
@@ -9,7 +8,7 @@ const auth = { authorization: `Bearer ${token}` };
 let t: TestService;
 
 beforeAll(async () => {
-  t = await startTestService({ ADMIN_TOKEN: token }, [operatorModule]);
+  t = await startTestService({ ADMIN_TOKEN: token }, { effects: [] });
 });
 afterAll(async () => {
   await t.close();

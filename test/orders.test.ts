@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Module } from '../src/modules.js';
+import { buildApp } from '../src/http/app.js';
 import { createNowPaymentsClient } from '../src/nowpayments/client.js';
-import { ordersModule } from '../src/orders/orders.module.js';
+import { createOrderService, type OrderService } from '../src/orders/order.service.js';
 import { verifyStatusToken } from '../src/orders/status-token.js';
 import { startFakeNowPayments, type FakeNowPayments } from '../src/sandbox/nowpayments.fake.js';
 import { startTestService, type TestService } from './support/service.js';
@@ -13,19 +13,12 @@ const ADMIN = 'x'.repeat(32);
 let fake: FakeNowPayments;
 let t: TestService;
 
-// Until the intake module shares the NowPayments client, this wires it the same way (a real client on the fake).
-const nowPaymentsWiring: Module = {
-  name: 'test-nowpayments',
-  async prepare(deps) {
-    deps.shared.nowPayments = createNowPaymentsClient({ baseUrl: fake.url, apiKey: API_KEY });
-  },
-};
 
 beforeAll(async () => {
   fake = await startFakeNowPayments({ apiKey: API_KEY, ipnSecret: 'ipn-secret' });
   t = await startTestService(
     { ADMIN_TOKEN: ADMIN, NOWPAYMENTS_API_URL: fake.url, NOWPAYMENTS_API_KEY: API_KEY, NOWPAYMENTS_IPN_SECRET: 'ipn-secret', STATUS_TOKEN_SECRET: STATUS_SECRET },
-    [nowPaymentsWiring, ordersModule],
+    { effects: ['route'] },
   );
   const create = (body: object) =>
     t.service.app.inject({ method: 'POST', url: '/admin/channels', headers: { authorization: `Bearer ${ADMIN}` }, payload: body });
@@ -42,6 +35,19 @@ afterAll(async () => {
 });
 
 const order = (body: object) => t.service.app.inject({ method: 'POST', url: '/api/orders', payload: body });
+
+const orderServiceDeps = () => ({ pool: t.db.pool, nowPayments: t.service.nowPayments, statusTokenSecret: STATUS_SECRET, publicBaseUrl: () => t.url, log: t.service.log });
+
+/** The HTTP surface built around another order service (app.inject, no second service started). */
+async function orderWith(orders: OrderService, body: object) {
+  const { service } = t;
+  const app = await buildApp({ config: t.config, pool: t.db.pool, boss: service.boss, engine: service.engine, log: service.log, statusTokenSecret: STATUS_SECRET, ipn: service.ipn, ipnSecret: service.ipnSecret, orders });
+  try {
+    return await app.inject({ method: 'POST', url: '/api/orders', payload: body });
+  } finally {
+    await app.close();
+  }
+}
 
 describe('POST /api/orders', () => {
   it('creates an order and its NowPayments invoice with our callback, success and cancel URLs', async () => {
@@ -97,29 +103,20 @@ describe('POST /api/orders', () => {
   });
 
   it('answers 502 when NowPayments refuses, keeping the order without an invoice', async () => {
-    const working = t.service.deps.shared.nowPayments;
-    t.service.deps.shared.nowPayments = createNowPaymentsClient({ baseUrl: fake.url, apiKey: 'wrong-key' });
-    try {
-      const before = (await t.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE invoice_id IS NULL')).rows[0].n;
-      const res = await order({ telegram_user_id: '42', open_channel_id: '-1001', plan_id: 'month' });
-      expect(res.statusCode).toBe(502);
-      expect(res.json().message).toMatch(/NowPayments did not create the invoice/);
-      expect((await t.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE invoice_id IS NULL')).rows[0].n).toBe(before + 1);
-    } finally {
-      t.service.deps.shared.nowPayments = working;
-    }
+    // The same order service the root builds, given a client NowPayments refuses.
+    const refused = createOrderService({ ...orderServiceDeps(), nowPayments: createNowPaymentsClient({ baseUrl: fake.url, apiKey: 'wrong-key' }) });
+    const before = (await t.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE invoice_id IS NULL')).rows[0].n;
+    const res = await orderWith(refused, { telegram_user_id: '42', open_channel_id: '-1001', plan_id: 'month' });
+    expect(res.statusCode).toBe(502);
+    expect(res.json().message).toMatch(/NowPayments did not create the invoice/);
+    expect((await t.db.pool.query('SELECT count(*)::int AS n FROM orders WHERE invoice_id IS NULL')).rows[0].n).toBe(before + 1);
   });
 
   it('answers 503 when no payments provider is configured', async () => {
-    const working = t.service.deps.shared.nowPayments;
-    delete t.service.deps.shared.nowPayments;
-    try {
-      const res = await order({ telegram_user_id: '42', open_channel_id: '-1001', plan_id: 'month' });
-      expect(res.statusCode).toBe(503);
-      expect(res.json().message).toMatch(/payments provider not configured/);
-    } finally {
-      t.service.deps.shared.nowPayments = working;
-    }
+    const unconfigured = createOrderService({ ...orderServiceDeps(), nowPayments: null });
+    const res = await orderWith(unconfigured, { telegram_user_id: '42', open_channel_id: '-1001', plan_id: 'month' });
+    expect(res.statusCode).toBe(503);
+    expect(res.json().message).toMatch(/payments provider not configured/);
   });
 });
 

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { IpnService } from '../src/intake/ipn.service.js';
 import { RECONCILE_QUEUE, reconcileOnce, type ReconcileDeps } from '../src/intake/reconcile.job.js';
 import { journalOf } from './support/engine.js';
 import { paymentIdOf, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
@@ -13,13 +12,12 @@ afterAll(async () => {
 });
 
 function deps(olderThanMs: number): ReconcileDeps {
-  const shared = h.t.service.deps.shared;
   return {
     pool: h.t.db.pool,
     engine: h.t.service.engine,
-    ipn: shared.ipnService as IpnService,
-    log: h.t.service.deps.log,
-    nowPayments: shared.nowPayments,
+    ipn: h.t.service.ipn,
+    log: h.t.service.log,
+    nowPayments: h.t.service.nowPayments ?? undefined,
     olderThanMs,
     deliveryGraceMs: 0,
   };

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { intakeModule } from '../src/intake/intake.module.js';
 import { IPN_PATH } from '../src/http/routes/ipn.route.js';
 import { journalOf } from './support/engine.js';
 import { startIntake, uniqueId } from './support/intake.js';
@@ -10,7 +9,7 @@ import { startTestService, type TestService } from './support/service.js';
 
 let t: TestService;
 beforeAll(async () => {
-  t = await startTestService({}, [intakeModule]);
+  t = await startTestService({}, { effects: [] });
 });
 afterAll(async () => {
   await t.close();
@@ -25,7 +24,7 @@ async function orderWithInvoice(price = '12.50') {
      VALUES ($1, $2, 'Sandbox channel', '0x0000000000000000000000000000000000000001', 'eth', 'eth', 'instant')`,
     [channelId, channelId - 1],
   );
-  const invoice = await t.service.deps.shared.nowPayments!.createInvoice({
+  const invoice = await t.service.nowPayments!.createInvoice({
     priceAmount: price, priceCurrency: 'usd', orderId, orderDescription: 'sandbox',
     ipnCallbackUrl: `${t.url}${IPN_PATH}`, successUrl: `${t.url}/pay/success`, cancelUrl: `${t.url}/pay/cancel`,
   });
@@ -41,9 +40,9 @@ const pay = (orderId: string, body?: unknown) =>
 
 describe('sandbox', () => {
   it('runs without NowPayments credentials against the simulated NowPayments', () => {
-    expect(t.service.deps.runtime.sandbox).toBe(true);
-    expect(t.service.deps.shared.nowPayments).toBeDefined();
-    expect(t.service.deps.shared.nowPaymentsIpnSecret).toMatch(/.{32,}/);
+    expect(t.service.runtime.sandbox).toBe(true);
+    expect(t.service.nowPayments).toBeDefined();
+    expect(t.service.ipnSecret).toMatch(/.{32,}/);
   });
 
   it('POST /sandbox/orders/:order_id/pay sends signed IPNs to the real webhook and the payment is confirmed', async () => {
@@ -82,7 +81,7 @@ describe('sandbox', () => {
   it('is not there outside the sandbox', async () => {
     const real = await startIntake();
     try {
-      expect(real.t.service.deps.runtime.sandbox).toBe(false);
+      expect(real.t.service.runtime.sandbox).toBe(false);
       expect((await fetch(`${real.t.url}/sandbox/orders/x/pay`, { method: 'POST' })).status).toBe(404);
     } finally {
       await real.close();

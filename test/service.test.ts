@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Module } from '../src/modules.js';
+import type { EffectActor } from '../src/actors/effect-actor.js';
 import { jobsFor, paymentRow } from './support/engine.js';
 import { startTestService } from './support/service.js';
 import { queueOf } from '../src/persistence/queues.js';
@@ -10,20 +10,15 @@ describe('service lifecycle', () => {
     const released = new Promise<void>((resolve) => (release = resolve));
     let started!: () => void;
     const jobStarted = new Promise<void>((resolve) => (started = resolve));
-    const slowRoute: Module = {
-      name: 'slow-route',
-      actors: () => [
-        {
-          effect: 'route',
-          async perform() {
-            started();
-            await released;
-            return { type: 'route.rejected', reason: 'finished during shutdown' };
-          },
-        },
-      ],
+    const slowRoute: EffectActor = {
+      effect: 'route',
+      async perform() {
+        started();
+        await released;
+        return { type: 'route.rejected', reason: 'finished during shutdown' };
+      },
     };
-    const t = await startTestService({}, [slowRoute]);
+    const t = await startTestService({}, { effects: ['route'], actors: { route: slowRoute } });
     let closed = false;
     try {
       const ready = await fetch(`${t.url}/health/ready`);

@@ -1,6 +1,5 @@
 import type { Update } from 'grammy/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allModules } from '../src/modules.list.js';
 import { startFakeNowPayments, type FakeNowPayments } from '../src/sandbox/nowpayments.fake.js';
 import { buttonUrl, ids, seedChannel, startTelegramTest, waitForAccess, type TelegramTest } from './telegram-fixtures.js';
 
@@ -27,7 +26,7 @@ beforeAll(async () => {
       TELEGRAM_UPDATES: 'webhook',
       TELEGRAM_WEBHOOK_SECRET: WEBHOOK_SECRET,
     },
-    allModules,
+    {},
   );
 });
 afterAll(async () => {

@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { expect, vi } from 'vitest';
-import type { Module } from '../src/modules.js';
 import type { Engine } from '../src/persistence/apply-event.js';
 import type { PaymentEvent, Route } from '../src/machines/payment.events.js';
 import { startFakeTelegram, type FakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
-import { telegramModule } from '../src/telegram/telegram.module.js';
+import type { ServiceOptions } from '../src/service.js';
 import type { TestDatabase } from './support/database.js';
 import { startTestService, type TestService } from './support/service.js';
 
-// Shared set-up for the Telegram tests: the service (telegram module only, unless told otherwise)
+// Shared set-up for the Telegram tests: the service (only the invite actor and no payments provider, unless told otherwise)
 // against the fake Bot API over HTTP, and channel/plan/order rows written the way the admin API and
 // the order service write them.
 
@@ -20,9 +19,9 @@ export interface TelegramTest {
   close(): Promise<void>;
 }
 
-export async function startTelegramTest(env: Record<string, string> = {}, modules: Module[] = [telegramModule]): Promise<TelegramTest> {
+export async function startTelegramTest(env: Record<string, string> = {}, options: ServiceOptions = { effects: ['invite'], nowPayments: null }): Promise<TelegramTest> {
   const tg = await startFakeTelegram({ token: TOKEN });
-  const svc = await startTestService({ TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_API_ROOT: tg.apiRoot, ...env }, modules);
+  const svc = await startTestService({ TELEGRAM_BOT_TOKEN: TOKEN, TELEGRAM_API_ROOT: tg.apiRoot, ...env }, options);
   return {
     tg,
     svc,

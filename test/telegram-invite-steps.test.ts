@@ -5,7 +5,6 @@ import { loadConfig } from '../src/config.js';
 import { startFakeTelegram, type FakeTelegram } from '../src/sandbox/telegram.fake.js';
 import { createTelegramBot } from '../src/telegram/client.js';
 import { subscriptionQueues } from '../src/telegram/subscriptions.service.js';
-import { telegramModule } from '../src/telegram/telegram.module.js';
 import { startTestEngine, type TestEngine } from './support/engine.js';
 import { startTestService } from './support/service.js';
 import { buttonUrl, callsTo, inviteRow, paidOrderFixture, payAndRoute, TOKEN, waitForAccess } from './telegram-fixtures.js';
@@ -102,12 +101,12 @@ describe('invite actor steps', () => {
 
 describe('sandbox', () => {
   it('without a bot token (not production) the service uses an in-process fake Bot API and invites go to it', async () => {
-    const svc = await startTestService({}, [telegramModule]);
+    const svc = await startTestService({}, { effects: ['invite'] });
     try {
       const o = await paidOrderFixture(svc.db);
       await payAndRoute(svc.service.engine, o.paymentId, o);
       const access = await waitForAccess(svc.db, o.paymentId, ['invited']);
-      const fake = (svc.service.deps.shared.telegram as { fake: FakeTelegram }).fake;
+      const fake: FakeTelegram = svc.service.sandbox.telegram!.fake;
       expect(buttonUrl(callsTo(fake, 'sendMessage', o.buyer)[0])).toBe(access.link);
     } finally {
       await svc.close();
@@ -117,6 +116,6 @@ describe('sandbox', () => {
   it('in production a missing TELEGRAM_BOT_TOKEN stops the start with the reason', async () => {
     const env = { NODE_ENV: 'production', NOWPAYMENTS_IPN_SECRET: 'x'.repeat(32), STATUS_TOKEN_SECRET: 'y'.repeat(32) };
     expect(loadConfig(env).TELEGRAM_BOT_TOKEN).toBeUndefined();
-    await expect(startTestService(env, [telegramModule])).rejects.toThrow(/TELEGRAM_BOT_TOKEN is required in production/);
+    await expect(startTestService(env, { effects: ['invite'] })).rejects.toThrow(/TELEGRAM_BOT_TOKEN is required in production/);
   });
 });

@@ -24,8 +24,3 @@ export interface EffectActor {
   effect: EffectName;
   perform(job: EffectJob, context: EffectContext): Promise<PaymentEvent>;
 }
-
-/** Thrown by an actor when retrying cannot help (bad configuration, a 400 from a provider): the job goes straight to review. */
-export class PermanentEffectError extends Error {
-  override name = 'PermanentEffectError';
-}

@@ -5,7 +5,8 @@ import type { Config } from '../config.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { findEffectResult, recordEffectResult } from '../persistence/effect-results.repo.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../persistence/queues.js';
-import { PermanentEffectError, type EffectActor, type EffectJob } from './effect-actor.js';
+import { isRetryable } from '../domain/errors.js';
+import type { EffectActor, EffectJob } from './effect-actor.js';
 
 export interface RunnerDeps {
   boss: PgBoss;
@@ -55,7 +56,8 @@ export async function startActors(deps: RunnerDeps, actors: EffectActor[]): Prom
         if (outcome.status === 'fulfilled') return { id, status: 'completed' as const };
         const error = outcome.reason as Error;
         deps.log.warn({ jobId: id, paymentId: jobs[i]!.data.paymentId, effect: actor.effect, err: error }, 'effect failed');
-        const status = error instanceof PermanentEffectError ? ('deadletter' as const) : ('failed' as const);
+        // An error that says retrying cannot help (domain errors carry `retryable`) skips the retries.
+        const status = isRetryable(error) ? ('failed' as const) : ('deadletter' as const);
         return { id, status, output: { message: error.message } };
       });
     });

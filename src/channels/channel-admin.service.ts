@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { toDecimalString } from '../domain/money.js';
-import { HttpError } from '../http/plugins/error-handler.js';
+import { ConflictError, NotFoundError } from '../domain/errors.js';
 import { inTransaction } from '../persistence/transaction.js';
 import {
   ChannelInputError,
@@ -32,9 +32,9 @@ const UNIQUE_VIOLATION = '23505';
 function conflict(error: unknown): never {
   const e = error as { code?: string; constraint?: string; detail?: string };
   if (e.code === UNIQUE_VIOLATION) {
-    if (e.constraint === 'channels_pkey') throw new HttpError(409, 'open_channel_id: this channel already exists; update it with PATCH /admin/channels/:open_channel_id');
-    if (e.constraint === 'channels_closed_channel_id_key') throw new HttpError(409, 'closed_channel_id: already used by another channel');
-    if (e.constraint === 'plans_pkey') throw new HttpError(409, `plan_id: already taken by another plan (${e.detail ?? 'duplicate'})`);
+    if (e.constraint === 'channels_pkey') throw new ConflictError('open_channel_id: this channel already exists; update it with PATCH /admin/channels/:open_channel_id');
+    if (e.constraint === 'channels_closed_channel_id_key') throw new ConflictError('closed_channel_id: already used by another channel');
+    if (e.constraint === 'plans_pkey') throw new ConflictError(`plan_id: already taken by another plan (${e.detail ?? 'duplicate'})`);
   }
   throw error;
 }
@@ -108,7 +108,7 @@ export async function updateChannel(pool: pg.Pool, openChannelId: string, patch:
   return inTransaction(pool, async (client) => {
     // Locked so two concurrent PATCHes merge one after the other instead of overwriting each other.
     const current = await findChannel(client, openChannelId, { lock: true });
-    if (!current) throw new HttpError(404, `open_channel_id: no channel ${openChannelId}; create it with POST /admin/channels`);
+    if (!current) throw new NotFoundError(`open_channel_id: no channel ${openChannelId}; create it with POST /admin/channels`);
     const { plans: planPatches, ...settingsPatch } = patch;
     const merged = channelSettingsSchema.safeParse({
       open_channel_id: current.openChannelId,

@@ -1,6 +1,6 @@
 import { getAddress, isAddress } from 'ethers';
 import { z } from 'zod';
-import { HttpError } from '../http/plugins/error-handler.js';
+import { InvalidInputError } from '../domain/errors.js';
 
 // What a channel owner's configuration may look like, shared by the admin API (which also turns these
 // schemas into its OpenAPI document) and the CLI. Telegram ids and money never become JS numbers:
@@ -229,11 +229,8 @@ export type ChannelView = z.infer<typeof channelViewSchema>;
 export type PlanView = z.infer<typeof planViewSchema>;
 
 /** Input that failed validation, each problem naming its field (e.g. "plans.0.price_usd"): a 400 over HTTP, a message in the CLI. */
-export class ChannelInputError extends HttpError {
-  constructor(public readonly problems: { field: string; message: string }[]) {
-    super(400, problems.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join('; '), { problems });
-    this.name = 'ChannelInputError';
-  }
+export class ChannelInputError extends InvalidInputError {
+  override name = 'ChannelInputError';
 
   static fromZod(error: z.ZodError, prefix: (string | number)[] = []): ChannelInputError {
     return new ChannelInputError(error.issues.map((issue) => ({ field: [...prefix, ...issue.path].map(String).join('.'), message: issue.message })));

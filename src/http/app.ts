@@ -1,32 +1,54 @@
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { BotError, Bot } from 'grammy';
 import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import type { IpnService } from '../intake/ipn.service.js';
+import type { OrderService } from '../orders/order.service.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerOpenApi } from './plugins/openapi.js';
+import { adminChannelsRoutes } from './routes/admin-channels.route.js';
+import { adminIpnRoutes } from './routes/admin-ipn.route.js';
+import { adminPaymentsRoutes } from './routes/admin-payments.route.js';
 import { healthRoutes } from './routes/health.route.js';
+import { ipnRoutes } from './routes/ipn.route.js';
+import { metricsRoutes } from './routes/metrics.route.js';
+import { ordersRoutes } from './routes/orders.route.js';
+import { paymentStatusRoutes } from './routes/payment-status.route.js';
+import { successPageRoutes } from './routes/success-page.route.js';
+import { telegramWebhookRoutes } from './routes/telegram-webhook.route.js';
 
+/** Everything the HTTP surface needs, built by the composition root (src/service.ts) or by a test. */
 export interface AppDeps {
   config: Config;
   pool: pg.Pool;
   boss: PgBoss;
   engine: Engine;
   log: Logger;
+  statusTokenSecret: string;
+  ipn: IpnService;
+  ipnSecret: string;
+  orders: OrderService;
+  /** The bot, when Telegram updates arrive by webhook. */
+  telegramWebhook?: { bot: Bot; secret: string; onBuyerError(error: BotError): Promise<void> } | null;
+  /** Extra routes the root adds (the sandbox's "play the buyer" endpoints); http never imports src/sandbox. */
+  extraRoutes?: FastifyPluginAsync[];
 }
 
-/** The HTTP surface, built from its dependencies: main.ts listens on it, tests use app.inject. */
-export async function buildApp(deps: AppDeps, registerRoutes?: (app: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
+/** The whole HTTP surface, built from its dependencies: the service listens on it, tests use app.inject. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const { config, pool } = deps;
   // Typed as the base logger so plugins and route modules share one FastifyInstance type.
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     // Webhook bodies are small; anything larger is refused with 413 before it is parsed.
     bodyLimit: 256 * 1024,
     // Only as many proxy hops as configured are believed, so a client cannot pick its own IP for rate limits.
-    trustProxy: (_address: string, hop: number) => hop < deps.config.TRUST_PROXY_HOPS,
+    trustProxy: (_address: string, hop: number) => hop < config.TRUST_PROXY_HOPS,
     requestIdHeader: 'x-request-id',
   });
   app.setValidatorCompiler(validatorCompiler);
@@ -35,7 +57,26 @@ export async function buildApp(deps: AppDeps, registerRoutes?: (app: FastifyInst
   // Registered once for the app; a route opts in with `config.rateLimit` (webhooks never do: providers must not be throttled).
   await app.register(rateLimit, { global: false });
   await registerOpenApi(app);
-  await app.register(healthRoutes, { pool: deps.pool, boss: deps.boss });
-  await registerRoutes?.(app);
+  await app.register(healthRoutes, { pool, boss: deps.boss });
+
+  // Providers calling us.
+  await app.register(ipnRoutes, { ipn: deps.ipn, ipnSecret: deps.ipnSecret });
+  if (deps.telegramWebhook) {
+    const webhook = deps.telegramWebhook;
+    await app.register(async (scope) => telegramWebhookRoutes(scope, webhook));
+  }
+
+  // Buyers.
+  await app.register(async (scope) => ordersRoutes(scope, { orderService: deps.orders, rateLimitPerMinute: config.ORDER_RATE_LIMIT }));
+  await app.register(paymentStatusRoutes, { pool, statusTokenSecret: deps.statusTokenSecret, rateLimitPerMinute: config.STATUS_RATE_LIMIT });
+  await app.register(successPageRoutes);
+
+  // Owners, operators, monitoring.
+  await app.register(async (scope) => adminChannelsRoutes(scope, { pool, adminToken: config.ADMIN_TOKEN }));
+  await app.register(async (scope) => adminPaymentsRoutes(scope, { config, pool, engine: deps.engine }));
+  await app.register(adminIpnRoutes, { pool, ipn: deps.ipn, adminToken: config.ADMIN_TOKEN });
+  await app.register(metricsRoutes, { adminToken: config.ADMIN_TOKEN });
+
+  for (const routes of deps.extraRoutes ?? []) await app.register(routes);
   return app;
 }

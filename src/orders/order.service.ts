@@ -5,16 +5,29 @@ import type { z } from 'zod';
 import { channelIdSchema, planIdSchema, userIdSchema } from '../channels/channel.schema.js';
 import { findChannel } from '../channels/channels.repo.js';
 import { findPlan } from '../channels/plans.repo.js';
-import { HttpError } from '../http/plugins/error-handler.js';
-import type { CreatedOrder, OrderService, Runtime, Shared } from '../modules.js';
+import { InvalidInputError, NotConfiguredError, NotFoundError, ProviderUnavailableError } from '../domain/errors.js';
+import type { NowPaymentsClient } from '../nowpayments/client.js';
 import { insertOrder, setOrderInvoice } from './orders.repo.js';
 import { signStatusToken } from './status-token.js';
 
+export interface CreatedOrder {
+  orderId: string;
+  invoiceUrl: string;
+  /** The success page with its signed status token. */
+  statusUrl: string;
+  priceUsd: string;
+}
+
+export interface OrderService {
+  createOrder(input: { buyerTelegramId: string; openChannelId: string; planId: string; source: 'api' | 'bot' }): Promise<CreatedOrder>;
+}
+
 export interface OrderServiceDeps {
   pool: pg.Pool;
-  runtime: Pick<Runtime, 'publicBaseUrl' | 'statusTokenSecret'>;
-  /** Read at each call: the NowPayments client is shared by a module prepared before this one. */
-  shared: Shared;
+  /** Null when no NowPayments key is configured: orders then answer "not configured". */
+  nowPayments: NowPaymentsClient | null;
+  statusTokenSecret: string;
+  publicBaseUrl(): string;
   log: Logger;
 }
 
@@ -40,7 +53,7 @@ export function newOrderId(): string {
 /** The HTTP route validates these already; callers inside the service (the bot) get the same 400s. */
 function checked(field: string, schema: z.ZodType, value: string): void {
   const result = schema.safeParse(value);
-  if (!result.success) throw new HttpError(400, `${field}: ${result.error.issues[0]?.message ?? 'is invalid'}`);
+  if (!result.success) throw InvalidInputError.field(field, result.error.issues[0]?.message ?? 'is invalid');
 }
 
 /**
@@ -57,16 +70,16 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
       checked('plan_id', planIdSchema, input.planId);
 
       const channel = await findChannel(deps.pool, input.openChannelId);
-      if (!channel) throw new HttpError(404, `open_channel_id: no channel ${input.openChannelId} is sold here`);
+      if (!channel) throw new NotFoundError(`open_channel_id: no channel ${input.openChannelId} is sold here`);
       const plan = await findPlan(deps.pool, input.planId);
       if (!plan || plan.openChannelId !== channel.openChannelId) {
-        throw new HttpError(400, `plan_id: "${input.planId}" is not a plan of channel ${channel.openChannelId}`);
+        throw InvalidInputError.field('plan_id', `"${input.planId}" is not a plan of channel ${channel.openChannelId}`);
       }
-      if (!plan.active) throw new HttpError(400, `plan_id: "${input.planId}" is no longer sold; choose an active plan of channel ${channel.openChannelId}`);
+      if (!plan.active) throw InvalidInputError.field('plan_id', `"${input.planId}" is no longer sold; choose an active plan of channel ${channel.openChannelId}`);
 
-      const nowPayments = deps.shared.nowPayments;
-      // 503 rather than an order that can never be paid; the route sends this message as is.
-      if (!nowPayments) throw new HttpError(503, 'payments provider not configured: set NOWPAYMENTS_API_KEY (or run in the sandbox) and restart');
+      const nowPayments = deps.nowPayments;
+      // Refused rather than an order that can never be paid.
+      if (!nowPayments) throw new NotConfiguredError('payments provider not configured: set NOWPAYMENTS_API_KEY (or run in the sandbox) and restart');
 
       const orderId = newOrderId();
       await insertOrder(deps.pool, {
@@ -78,9 +91,9 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
         source: input.source,
       });
 
-      const base = deps.runtime.publicBaseUrl();
+      const base = deps.publicBaseUrl();
       const order = encodeURIComponent(orderId);
-      const token = encodeURIComponent(signStatusToken(deps.runtime.statusTokenSecret, orderId));
+      const token = encodeURIComponent(signStatusToken(deps.statusTokenSecret, orderId));
       const statusUrl = `${base}/pay/success?order_id=${order}&token=${token}`;
       let invoice: { invoiceId: string; invoiceUrl: string };
       try {
@@ -95,7 +108,7 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
         });
       } catch (error) {
         deps.log.warn({ orderId, err: { message: (error as Error).message } }, 'NowPayments did not create an invoice');
-        throw new HttpError(502, `NowPayments did not create the invoice for order ${orderId}; nothing was charged, please try again`);
+        throw new ProviderUnavailableError('nowpayments', `NowPayments did not create the invoice for order ${orderId}; nothing was charged, please try again`);
       }
       await setOrderInvoice(deps.pool, orderId, invoice);
       return { orderId, invoiceUrl: invoice.invoiceUrl, statusUrl, priceUsd: plan.priceUsd };

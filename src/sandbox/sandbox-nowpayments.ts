@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { gte } from '../domain/money.js';
-import { HttpError } from '../http/plugins/error-handler.js';
+import { NotFoundError } from '../domain/errors.js';
 import { createNowPaymentsClient, type NowPaymentsClient } from '../nowpayments/client.js';
 import type { PaymentStatus } from '../nowpayments/ipn.schema.js';
 import { signStatusToken } from '../orders/status-token.js';
@@ -59,7 +59,7 @@ export async function sandboxRoutes(app: FastifyInstance, deps: SandboxRouteDeps
       const { fake } = deps.sandbox;
       const invoice = [...fake.invoices.values()].find((i) => i.order_id === orderId);
       if (!invoice) {
-        throw new HttpError(404, `The simulated NowPayments has no invoice for order ${JSON.stringify(orderId)}. Create the order first (POST /api/orders); its invoice is made here.`);
+        throw new NotFoundError(`The simulated NowPayments has no invoice for order ${JSON.stringify(orderId)}. Create the order first (POST /api/orders); its invoice is made here.`);
       }
       const paid = request.body?.actually_paid;
       const short = paid !== undefined && !gte(paid, invoice.price_amount);

@@ -1,8 +1,8 @@
 import { Composer, InlineKeyboard, type Context } from 'grammy';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { HttpError } from '../http/plugins/error-handler.js';
-import type { OrderService } from '../modules.js';
+import { DomainError } from '../domain/errors.js';
+import type { OrderService } from '../orders/order.service.js';
 import { findChannel } from '../channels/channels.repo.js';
 import { activePlansOf, findPlan } from '../channels/plans.repo.js';
 import { BUY_PREFIX, PLANS_PREFIX, payKeyboard, plansKeyboard, renewKeyboard } from './keyboards.js';
@@ -17,8 +17,7 @@ import { subscriptionsOfBuyer } from './subscriptions.repo.js';
 export interface BuyingBotDeps {
   pool: pg.Pool;
   log: Logger;
-  /** Read at each use: the orders module fills it in during its prepare. */
-  orderService: () => OrderService | undefined;
+  orderService: OrderService;
 }
 
 export const MESSAGES = {
@@ -52,10 +51,10 @@ async function showPlans(ctx: Context, pool: pg.Pool, openChannelId: string): Pr
 }
 
 function orderErrorMessage(error: unknown): string {
-  if (error instanceof HttpError) {
-    if (error.statusCode === 404) return MESSAGES.unknownChannel;
-    if (error.statusCode === 400) return MESSAGES.planGone;
-    if (error.statusCode === 503) return MESSAGES.unavailable;
+  if (error instanceof DomainError) {
+    if (error.kind === 'not_found') return MESSAGES.unknownChannel;
+    if (error.kind === 'invalid') return MESSAGES.planGone;
+    if (error.kind === 'not_configured' || error.kind === 'unavailable') return MESSAGES.unavailable;
   }
   return MESSAGES.failed;
 }
@@ -109,13 +108,8 @@ export function buyingBot(deps: BuyingBotDeps): Composer<Context> {
       await ctx.reply(MESSAGES.planGone);
       return;
     }
-    const orderService = deps.orderService();
-    if (!orderService) {
-      await ctx.reply(MESSAGES.unavailable);
-      return;
-    }
     try {
-      const order = await orderService.createOrder({
+      const order = await deps.orderService.createOrder({
         buyerTelegramId: String(ctx.from.id),
         openChannelId: plan.openChannelId,
         planId: plan.planId,

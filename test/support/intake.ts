@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { intakeModule } from '../../src/intake/intake.module.js';
 import { IPN_PATH } from '../../src/http/routes/ipn.route.js';
-import type { Module } from '../../src/modules.js';
 import { createNowPaymentsClient } from '../../src/nowpayments/client.js';
 import { signStatusToken } from '../../src/orders/status-token.js';
+import type { ServiceOptions } from '../../src/service.js';
 import { startFakeNowPayments, type FakeNowPayments, type FakePayment } from '../../src/sandbox/nowpayments.fake.js';
 import type { TestDatabase } from './database.js';
 import { startTestService, type TestService } from './service.js';
@@ -19,12 +18,12 @@ export interface IntakeHarness {
   close(): Promise<void>;
 }
 
-/** The service with the intake module only, pointed at a fake NowPayments with known credentials (not the sandbox). */
-export async function startIntake(env: Record<string, string> = {}, modules: Module[] = [intakeModule]): Promise<IntakeHarness> {
+/** The service with no effect actors running (intake alone), pointed at a fake NowPayments with known credentials (not the sandbox). */
+export async function startIntake(env: Record<string, string> = {}, options: ServiceOptions = { effects: [] }): Promise<IntakeHarness> {
   const np = await startFakeNowPayments({ apiKey: API_KEY, ipnSecret: IPN_SECRET });
   const t = await startTestService(
     { NOWPAYMENTS_API_URL: np.url, NOWPAYMENTS_API_KEY: API_KEY, NOWPAYMENTS_IPN_SECRET: IPN_SECRET, STATUS_TOKEN_SECRET: STATUS_SECRET, ...env },
-    modules,
+    options,
   );
   return {
     t,

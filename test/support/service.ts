@@ -1,7 +1,6 @@
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import type { Module } from '../../src/modules.js';
-import { startService, type Service } from '../../src/service.js';
+import { startService, type Service, type ServiceOptions } from '../../src/service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export interface TestService {
@@ -17,7 +16,7 @@ export interface TestService {
  * The whole service, as `npm start` runs it, on a fresh test database and a free port.
  * `env` overrides configuration (point provider URLs at fakes here).
  */
-export async function startTestService(env: Record<string, string> = {}, modules?: Module[]): Promise<TestService> {
+export async function startTestService(env: Record<string, string> = {}, options?: ServiceOptions): Promise<TestService> {
   const db = await createTestDatabase();
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -29,7 +28,7 @@ export async function startTestService(env: Record<string, string> = {}, modules
     ...env,
     DATABASE_URL: db.url,
   });
-  const service = await startService(config, createLogger(config.LOG_LEVEL), modules);
+  const service = await startService(config, createLogger(config.LOG_LEVEL), options);
   const address = service.app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return {

@@ -19,7 +19,8 @@ import { openChannelKeyboard } from '../../telegram/keyboards.js';
 import { inTransaction } from '../../persistence/transaction.js';
 import { formatDate, grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
 import { classifyTelegramError, isLinkGone } from '../../telegram/telegram-errors.js';
-import { PermanentEffectError, type EffectActor, type EffectContext } from '../effect-actor.js';
+import { PermanentFailure } from '../../domain/errors.js';
+import type { EffectActor, EffectContext } from '../effect-actor.js';
 
 // Effect "invite": exactly one single-use link per paid order, persisted before anyone is told.
 //
@@ -148,7 +149,7 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
     async perform(job, context: EffectContext): Promise<PaymentEvent> {
       // The invite effect follows route.done, which stores the route: its absence is a bug, not a state to retry.
       const { route, channel, plan } = await accessTargetOf(pool, job.paymentId);
-      if (!route) throw new PermanentEffectError(`payment ${job.paymentId} has no route`);
+      if (!route) throw new PermanentFailure(`payment ${job.paymentId} has no route`);
       if (!channel) return failed(`channel ${route.channelId} is not configured: add it, then retry`);
       if (!plan) return failed(`plan ${route.planId} not found: cannot tell how long access lasts; add it, then retry`);
 

@@ -1,7 +1,8 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { DomainError, InvalidInputError, type DomainErrorKind } from '../../domain/errors.js';
 
-/** An error whose message is safe and useful to show the caller (4xx). */
+/** An HTTP-only refusal (authentication, transport); features throw DomainErrors instead. */
 export class HttpError extends Error {
   constructor(public readonly statusCode: number, message: string, public readonly details?: unknown) {
     super(message);
@@ -24,6 +25,16 @@ export function registerErrorHandler(app: FastifyInstance): void {
         problems,
       });
     }
+    if (error instanceof DomainError) {
+      // Our own words, written for the caller: shown even for 502/503 (they say what to do next).
+      const status = STATUS_OF[error.kind];
+      if (status >= 500) request.log.warn({ err: { name: error.name, message: error.message } }, 'request refused by a provider or missing configuration');
+      return reply.status(status).send({
+        error: reasonPhrase(status),
+        message: error.message,
+        ...(error instanceof InvalidInputError ? { problems: error.problems } : {}),
+      });
+    }
     const status = error instanceof HttpError ? error.statusCode : (error.statusCode ?? 500);
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed');
@@ -40,7 +51,16 @@ export function registerErrorHandler(app: FastifyInstance): void {
   });
 }
 
-function reasonPhrase(status: number): string {
-  const phrases: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+const STATUS_OF: Record<DomainErrorKind, number> = {
+  invalid: 400,
+  not_found: 404,
+  conflict: 409,
+  unavailable: 502,
+  not_configured: 503,
+  failed: 500,
+};
+
+export function reasonPhrase(status: number): string {
+  const phrases: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable' };
   return phrases[status] ?? 'Error';
 }

@@ -2,12 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { channelIdSchema, planIdSchema, userIdSchema } from '../../channels/channel.schema.js';
-import type { OrderService } from '../../modules.js';
-import { HttpError } from '../plugins/error-handler.js';
+import type { OrderService } from '../../orders/order.service.js';
 
 const errorSchema = z.object({ error: z.string(), message: z.string() }).loose();
-
-const PHRASES: Record<number, string> = { 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
 /** POST /api/orders: a buyer's order for a plan, answered with the NowPayments invoice to pay. */
 export async function ordersRoutes(app: FastifyInstance, deps: { orderService: OrderService; rateLimitPerMinute: number }): Promise<void> {
@@ -34,21 +31,13 @@ export async function ordersRoutes(app: FastifyInstance, deps: { orderService: O
       },
     },
     async (request, reply) => {
-      try {
-        const order = await deps.orderService.createOrder({
-          buyerTelegramId: request.body.telegram_user_id,
-          openChannelId: request.body.open_channel_id,
-          planId: request.body.plan_id,
-          source: 'api',
-        });
-        return reply.status(201).send({ order_id: order.orderId, invoice_url: order.invoiceUrl, status_url: order.statusUrl });
-      } catch (error) {
-        // The error handler hides every 5xx message; these two are ours, safe, and tell the caller what to do.
-        if (error instanceof HttpError && (error.statusCode === 502 || error.statusCode === 503)) {
-          return reply.status(error.statusCode).send({ error: PHRASES[error.statusCode]!, message: error.message });
-        }
-        throw error;
-      }
+      const order = await deps.orderService.createOrder({
+        buyerTelegramId: request.body.telegram_user_id,
+        openChannelId: request.body.open_channel_id,
+        planId: request.body.plan_id,
+        source: 'api',
+      });
+      return reply.status(201).send({ order_id: order.orderId, invoice_url: order.invoiceUrl, status_url: order.statusUrl });
     },
   );
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { BotError, type Bot } from 'grammy';
 import type { Update } from 'grammy/types';
 import { z } from 'zod';
+import { TELEGRAM_WEBHOOK_PATH } from '../../telegram/updates.js';
 import { HttpError } from '../plugins/error-handler.js';
 
 // POST /webhooks/telegram: updates from Telegram (chat_member for join tracking, messages and button
@@ -12,8 +13,6 @@ import { HttpError } from '../plugins/error-handler.js';
 // Answering non-2xx makes Telegram redeliver the update. That is what join tracking wants when a step
 // failed (every step is safe to repeat); a buyer's message or tap is not redelivered (a repeat could
 // create a second order): the bot has already told the buyer something went wrong.
-
-export const TELEGRAM_WEBHOOK_PATH = '/webhooks/telegram';
 
 export interface TelegramWebhookDeps {
   bot: Bot;

@@ -15,6 +15,7 @@ import { createNowPaymentsClient, type NowPaymentsClient } from './nowpayments/c
 import { createOrderService, type OrderService } from './orders/order.service.js';
 import { createEngine, type Engine } from './persistence/apply-event.js';
 import { openDatabase, type Database } from './persistence/database.js';
+import { backfillPaymentViews } from './persistence/backfill-views.js';
 import { migrate } from './persistence/migrate.js';
 import { createBoss, ensureQueues } from './persistence/queues.js';
 import { resolveRuntime, StartupError, type Runtime } from './runtime.js';
@@ -116,6 +117,8 @@ export async function startService(config: Config, log: Logger, options: Service
     stops.add(() => db.close());
     const applied = await migrate(db.pool);
     if (applied.length) log.info({ migrations: applied }, 'database migrated');
+    const backfilled = await backfillPaymentViews(db.pool);
+    if (backfilled) log.info({ payments: backfilled }, 'read model computed for payments written before it existed');
     const boss = createBoss(db.url, { max: 10 });
     boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
     await boss.start();

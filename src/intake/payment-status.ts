@@ -1,13 +1,13 @@
 import type pg from 'pg';
-import type { FailureReason } from '../machines/payment.machine.js';
+import { BUYER_STEPS, type BuyerStep, type PaymentView } from '../machines/payment.view.js';
 import { verifyStatusToken } from '../orders/status-token.js';
 
 // What the buyer's success page shows. A pure read: one SELECT over orders and payments, nothing
 // written, nothing enqueued. The replaced system re-ran processing from its status poll and sent nine
 // invites for one payment; here only verified IPNs and reconciliation produce events.
 
-export const STEPS = ['waiting_for_payment', 'confirming', 'confirmed', 'invite_sent', 'done', 'underpaid', 'failed', 'needs_review'] as const;
-export type Step = (typeof STEPS)[number];
+export const STEPS = BUYER_STEPS;
+export type Step = BuyerStep;
 
 export interface PaymentStatusView {
   order_id: string;
@@ -27,33 +27,22 @@ interface Row {
   order_created_at: Date | null;
   payment_id: string | null;
   state: string | null;
-  state_value: unknown;
-  context: PaymentContextView | null;
+  view: PaymentView | null;
   updated_at: Date | null;
   state_entered_at: Date | null;
-}
-
-// The parts of the persisted machine context this view reads.
-interface PaymentContextView {
-  np?: { status?: string | null; actuallyPaid?: string | null; payAmount?: string | null; payCurrency?: string | null };
-  failure?: FailureReason | null;
-  access?: { inviteLink?: string | null; undeliverableReason?: string | null };
 }
 
 // The order's payment that matters to the buyer: the one that was granted access, else the most
 // advanced (a repeat deposit parked for review must not hide the first payment's invite), else the latest.
 const QUERY = `
-  SELECT o.created_at AS order_created_at, p.payment_id, p.state, p.state_value,
-         p.snapshot -> 'context' AS context, p.updated_at, p.state_entered_at
+  SELECT o.created_at AS order_created_at, p.payment_id, p.state, p.view, p.updated_at, p.state_entered_at
     FROM (SELECT $1::text AS order_id) q
     LEFT JOIN orders o ON o.order_id = q.order_id
     LEFT JOIN LATERAL (
       SELECT * FROM payments p
        WHERE p.order_id = q.order_id
        ORDER BY (p.payment_id = o.granted_payment_id) DESC NULLS LAST,
-                CASE p.state WHEN 'paid' THEN 9 WHEN 'accumulated' THEN 8 WHEN 'split' THEN 8 WHEN 'invited' THEN 8
-                             WHEN 'routed' THEN 7 WHEN 'needs_review' THEN 6 WHEN 'confirmed' THEN 5
-                             WHEN 'underpaid' THEN 4 WHEN 'received' THEN 3 ELSE 1 END DESC,
+                p.rank DESC NULLS LAST,
                 p.updated_at DESC
        LIMIT 1) p ON true`;
 
@@ -67,8 +56,8 @@ export async function readPaymentStatus(pool: pg.Pool, statusTokenSecret: string
   const row = (await pool.query<Row>(QUERY, [query.orderId])).rows[0];
   if (!row || (row.order_created_at === null && row.payment_id === null)) return null;
   const authorised = verifyStatusToken(statusTokenSecret, query.orderId, query.token);
-  const step = stepOf(row);
-  const access = row.context?.access;
+  const step: Step = row.view?.step ?? 'waiting_for_payment';
+  const access = row.view?.access;
   const hasLink = step === 'done' && typeof access?.inviteLink === 'string' && access.inviteLink.length > 0;
   const undeliverable = step === 'done' && Boolean(access?.undeliverableReason);
   const since = (row.state_entered_at ?? row.order_created_at ?? new Date(0)).toISOString();
@@ -76,7 +65,7 @@ export async function readPaymentStatus(pool: pg.Pool, statusTokenSecret: string
     order_id: query.orderId,
     state: row.state,
     step,
-    description: describe(step, row.context, { authorised, undeliverable }),
+    description: describe(step, row.view, { authorised, undeliverable }),
     final: step === 'done' || step === 'failed',
     updated_at: (row.updated_at ?? row.order_created_at ?? new Date(0)).toISOString(),
     state_entered_at: since,
@@ -85,41 +74,9 @@ export async function readPaymentStatus(pool: pg.Pool, statusTokenSecret: string
   };
 }
 
-const CONFIRMING = new Set(['confirming', 'confirmed', 'sending']);
-
-// "done" is access granted (invited, or the link exists but the bot could not DM it and the page shows
-// it): the buyer does not wait for the owner's payout. "invite_sent" is the step in which the invite is
-// being created and sent (access region "inviting").
-export function stepOf(row: Pick<Row, 'payment_id' | 'state_value' | 'context'>): Step {
-  if (row.payment_id === null) return 'waiting_for_payment';
-  const value = row.state_value;
-  if (typeof value === 'string') {
-    switch (value) {
-      case 'received':
-        return CONFIRMING.has(row.context?.np?.status ?? '') ? 'confirming' : 'waiting_for_payment';
-      case 'underpaid':
-        return 'underpaid';
-      case 'failed':
-        return 'failed';
-      case 'confirmed':
-        return 'confirmed';
-      case 'needs_review':
-        return 'needs_review';
-      case 'paid':
-        return 'done';
-      default:
-        return 'needs_review';
-    }
-  }
-  const access = (value as { routed?: { access?: string } } | null)?.routed?.access;
-  if (access === 'invited' || access === 'undeliverable') return 'done';
-  if (access === 'review') return 'needs_review';
-  return 'invite_sent';
-}
-
 const SUPPORT = 'contact support and quote your order id';
 
-function describe(step: Step, context: PaymentContextView | null, o: { authorised: boolean; undeliverable: boolean }): string {
+function describe(step: Step, context: PaymentView | null, o: { authorised: boolean; undeliverable: boolean }): string {
   switch (step) {
     case 'waiting_for_payment':
       return 'We are waiting for your payment. If you have just paid, it can take a few minutes to appear here; keep this page open.';

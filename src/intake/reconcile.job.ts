@@ -127,7 +127,7 @@ async function stalePayments(pool: pg.Pool, olderThanMs: number, limit: number):
     `SELECT p.payment_id FROM payments p
       LEFT JOIN reconcile_checks c ON c.subject = 'payment:' || p.payment_id
       WHERE p.state = 'received'
-        AND p.snapshot -> 'context' -> 'np' ->> 'status' = ANY($1::text[])
+        AND p.np_status = ANY($1::text[])
         AND p.updated_at < now() - make_interval(secs => $2::double precision / 1000)
         AND (c.checked_at IS NULL OR c.checked_at < now() - make_interval(secs => $2::double precision / 1000))
       ORDER BY coalesce(c.checked_at, p.updated_at) LIMIT $3`,

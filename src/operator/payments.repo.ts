@@ -44,7 +44,7 @@ export async function paymentDetail(pool: pg.Pool, paymentId: string) {
   const payment = (
     await pool.query(
       `SELECT payment_id, order_id, state, state_value, review_reason, version, state_entered_at, created_at, updated_at,
-              snapshot->'context' AS context
+              view
          FROM payments WHERE payment_id = $1`,
       [paymentId],
     )

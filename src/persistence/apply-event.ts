@@ -2,12 +2,12 @@ import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
 import type { PaymentEvent } from '../machines/payment.events.js';
 import { initialSnapshot, persist, restore, step, type Effect, type PaymentSnapshot } from '../machines/payment.step.js';
-import { summarize, type SummaryState } from '../machines/payment.summary.js';
+import { viewOf, type SummaryState } from '../machines/payment.view.js';
 import { effectJobId } from './job-id.js';
 import { queueOf } from './queues.js';
 
-// The one path every state change takes (ARCHITECTURE.md). The pure machine decides; the new snapshot,
-// its journal row and the jobs for its effects commit together or not at all.
+// The one path every state change takes. The pure machine decides; the new snapshot, its read model
+// (src/machines/payment.view.ts), its journal row and the jobs for its effects commit together or not at all.
 //
 // Concurrency is optimistic rather than a held row lock: read the committed snapshot, decide, then
 // write only if the version is still the one we read (compare-and-set), else read again and re-decide.
@@ -81,6 +81,7 @@ const UPDATE_IF_VERSION = `
     UPDATE payments
        SET snapshot = $2, version = $3, state = $4, state_value = $5, review_reason = $6,
            order_id = coalesce(order_id, $7), updated_at = now(),
+           view = $14, step = $15, rank = $16, np_status = $17,
            state_entered_at = CASE WHEN $13 THEN now() ELSE state_entered_at END
      WHERE payment_id = $1 AND version = $3 - 1
     RETURNING payment_id)
@@ -89,8 +90,8 @@ const UPDATE_IF_VERSION = `
 
 const INSERT_IF_ABSENT = `
   WITH written AS (
-    INSERT INTO payments (payment_id, snapshot, version, state, state_value, review_reason, order_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    INSERT INTO payments (payment_id, snapshot, version, state, state_value, review_reason, order_id, view, step, rank, np_status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $13, $14, $15, $16)
     ON CONFLICT (payment_id) DO NOTHING
     RETURNING payment_id)
   INSERT INTO payment_journal ${JOURNAL_COLUMNS}
@@ -111,7 +112,7 @@ export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
         return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null };
       }
       const version = (seen?.version ?? 0) + 1;
-      const summary = summarize(next);
+      const summary = viewOf(next);
       const params: unknown[] = [
         paymentId,
         persist(next),
@@ -128,6 +129,7 @@ export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
       ];
       // state_entered_at moves only when the state value does (not on progress kept in context).
       if (seen) params.push(JSON.stringify(current.value) !== JSON.stringify(next.value));
+      params.push(summary, summary.step, summary.rank, summary.np.status);
       // Named statements: Postgres parses and plans each once per connection, not once per event.
       const sql = seen ? { name: 'payment-update-if-version', text: UPDATE_IF_VERSION } : { name: 'payment-insert-if-absent', text: INSERT_IF_ABSENT };
       let won = false;

@@ -18,7 +18,7 @@ export interface AccessTarget {
 /** What the invite effect needs, in one round trip: the payment's route, its channel and its plan. */
 export async function accessTargetOf(db: Queryable, paymentId: string): Promise<AccessTarget> {
   const { rows } = await db.query<{ route: Route | null; channel: CatalogChannel | null; plan: CatalogPlan | null }>(
-    `SELECT p.snapshot->'context'->'route' AS route,
+    `SELECT p.view->'route' AS route,
             CASE WHEN c.open_channel_id IS NULL THEN NULL ELSE json_build_object(
               'openChannelId', c.open_channel_id::text, 'closedChannelId', c.closed_channel_id::text, 'title', c.title) END AS channel,
             CASE WHEN pl.plan_id IS NULL THEN NULL ELSE json_build_object(
@@ -26,9 +26,9 @@ export async function accessTargetOf(db: Queryable, paymentId: string): Promise<
               'durationDays', pl.duration_days, 'active', pl.active) END AS plan
        FROM payments p
        -- Compared as bigint so the primary key serves the join; a non-numeric id simply finds no channel.
-       LEFT JOIN channels c ON c.open_channel_id = CASE WHEN p.snapshot->'context'->'route'->>'channelId' ~ '^-?[0-9]{1,18}$'
-                                                        THEN (p.snapshot->'context'->'route'->>'channelId')::bigint END
-       LEFT JOIN plans pl ON pl.plan_id = p.snapshot->'context'->'route'->>'planId'
+       LEFT JOIN channels c ON c.open_channel_id = CASE WHEN p.view->'route'->>'channelId' ~ '^-?[0-9]{1,18}$'
+                                                        THEN (p.view->'route'->>'channelId')::bigint END
+       LEFT JOIN plans pl ON pl.plan_id = p.view->'route'->>'planId'
       WHERE p.payment_id = $1`,
     [paymentId],
   );

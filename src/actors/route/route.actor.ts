@@ -3,6 +3,7 @@ import { findChannel, type ChannelRow } from '../../channels/channels.repo.js';
 import { findActivePlanByPrice } from '../../channels/plans.repo.js';
 import { gte, percentOf, sub, toDecimalString } from '../../domain/money.js';
 import type { NpFacts, PaymentEvent } from '../../machines/payment.events.js';
+import type { PaymentView } from '../../machines/payment.view.js';
 import { isLegacyOrderId, legacyOrderKey, parseLegacyOrderId } from '../../orders/legacy-order-id.js';
 import { claimOrder, findOrder, insertOrderIfAbsent, type OrderRow } from '../../orders/orders.repo.js';
 import type { EffectActor } from '../effect-actor.js';
@@ -27,15 +28,11 @@ type Resolved = { order: OrderRow; channel: ChannelRow } | { reject: string };
 const reject = (reason: string): PaymentEvent => ({ type: 'route.rejected', reason });
 
 async function readPayment(pool: pg.Pool, paymentId: string): Promise<PaymentFacts> {
-  const { rows } = await pool.query<{ context: { orderId?: string | null; np?: NpFacts } }>(
-    `SELECT snapshot->'context' AS context FROM payments WHERE payment_id = $1`,
-    [paymentId],
-  );
-  const context = rows[0]?.context;
+  const { rows } = await pool.query<{ view: PaymentView }>({ name: 'route-read-view', text: 'SELECT view FROM payments WHERE payment_id = $1', values: [paymentId] });
+  const view = rows[0]?.view;
   // A route job is enqueued in the transaction that writes the payment, so a missing row is not a state to decide on.
-  if (!context) throw new Error(`payment ${paymentId} not found`);
-  const np = context.np ?? {};
-  return { paymentId, orderId: context.orderId ?? np.orderId ?? null, np };
+  if (!view) throw new Error(`payment ${paymentId} not found`);
+  return { paymentId, orderId: view.orderId, np: view.np };
 }
 
 /** A repeat deposit may arrive without order_id; it belongs to its parent's order. */

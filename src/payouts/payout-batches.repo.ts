@@ -1,0 +1,102 @@
+import { isDecimalString, type DecimalString } from '../domain/money.js';
+import type { Queryable } from '../persistence/transaction.js';
+
+// Threshold payouts: once a channel's open owner credits are worth threshold_usd, they are claimed into
+// one payout_batches row. Paying the batch is someone else's job; the claim is the part that must be
+// atomic, because two payments crossing the threshold together must not pay the same credit twice.
+
+export type BatchStatus = 'claimed' | 'paying' | 'settled' | 'review';
+
+export interface ClaimedBatch {
+  batchId: string;
+  openChannelId: string;
+  /** The payout id the claimed credits carry, for recordPayout: 'batch:<batchId>'. */
+  payoutId: string;
+  totalUnits: bigint;
+  usdValue: DecimalString;
+  entryIds: string[];
+  status: BatchStatus;
+}
+
+export function batchPayoutId(batchId: string): string {
+  return `batch:${batchId}`;
+}
+
+/**
+ * Claims every open owner credit of the channel into batch `batchId` if together they are worth at
+ * least `thresholdUsd`; answers null when they are not (nothing is written).
+ *
+ * Atomic in ONE statement, no channel lock: it row-locks the channel's open credits (SELECT ... FOR
+ * UPDATE, in entry_id order so two claimers cannot deadlock), sums them, stamps payout_id on exactly
+ * the rows it stamped-and-returned, and inserts the batch from the sums of those returned rows. A
+ * concurrent claimer blocks on the same rows; when it gets them, Postgres re-checks `payout_id IS NULL`
+ * against the committed version and drops the ones already taken (READ COMMITTED), so it sums only
+ * what is still open and usually finds it below the threshold. Under REPEATABLE READ or SERIALIZABLE
+ * the loser gets a serialization error instead — never a double claim. Because batch and stamps are
+ * one statement, a claimed credit is never outside a batch even when `db` is the pool (autocommit).
+ * Credits committed after the statement began stay open for the next claim.
+ *
+ * Idempotent per batchId: claiming an existing batch id answers that batch (or throws if it belongs to
+ * another channel); two concurrent claims with the same new id make one of them fail on the primary key.
+ */
+export async function claimBatch(
+  db: Queryable,
+  c: { openChannelId: string; thresholdUsd: DecimalString; batchId: string },
+): Promise<ClaimedBatch | null> {
+  if (!isDecimalString(c.thresholdUsd) || c.thresholdUsd.startsWith('-')) throw new Error(`thresholdUsd must be a non-negative decimal, got ${c.thresholdUsd}`);
+  const existing = await findBatch(db, c.batchId);
+  if (existing) {
+    if (existing.openChannelId !== c.openChannelId) {
+      throw new Error(`batch ${c.batchId} belongs to channel ${existing.openChannelId}, not ${c.openChannelId}`);
+    }
+    return existing;
+  }
+  const { rows } = await db.query<{ totalUnits: string; usdValue: string; entryIds: string[] }>(
+    `WITH open AS MATERIALIZED (
+       SELECT entry_id, usd_value FROM ledger_entries
+        WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL
+        ORDER BY entry_id
+        FOR UPDATE
+     ), enough AS (
+       SELECT array_agg(entry_id) AS ids FROM open HAVING count(*) > 0 AND coalesce(sum(usd_value), 0) >= $2::numeric
+     ), claimed AS (
+       UPDATE ledger_entries l SET payout_id = $4
+         FROM enough
+        WHERE l.entry_id = ANY (enough.ids) AND l.payout_id IS NULL
+        RETURNING l.entry_id, l.amount_units, l.usd_value
+     ), batch AS (
+       INSERT INTO payout_batches (batch_id, open_channel_id, total_units, usd_value, entry_count)
+       SELECT $3, $1, sum(amount_units), coalesce(sum(usd_value), 0), count(*) FROM claimed HAVING count(*) > 0
+       RETURNING total_units, usd_value
+     )
+     SELECT batch.total_units::text AS "totalUnits", trim_scale(batch.usd_value)::text AS "usdValue",
+            (SELECT array_agg(entry_id::text ORDER BY entry_id) FROM claimed) AS "entryIds"
+       FROM batch`,
+    [c.openChannelId, c.thresholdUsd, c.batchId, batchPayoutId(c.batchId)],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  return {
+    batchId: c.batchId,
+    openChannelId: c.openChannelId,
+    payoutId: batchPayoutId(c.batchId),
+    totalUnits: BigInt(row.totalUnits),
+    usdValue: row.usdValue,
+    entryIds: row.entryIds,
+    status: 'claimed',
+  };
+}
+
+/** A batch with the ids of the credits it claimed. */
+export async function findBatch(db: Queryable, batchId: string): Promise<ClaimedBatch | null> {
+  const { rows } = await db.query<Omit<ClaimedBatch, 'totalUnits' | 'payoutId'> & { totalUnits: string }>(
+    `SELECT b.batch_id AS "batchId", b.open_channel_id::text AS "openChannelId", b.total_units::text AS "totalUnits",
+            trim_scale(b.usd_value)::text AS "usdValue", b.status,
+            coalesce((SELECT array_agg(e.entry_id::text ORDER BY e.entry_id) FROM ledger_entries e
+                       WHERE e.payout_id = 'batch:' || b.batch_id AND e.kind = 'payment_credit'), '{}') AS "entryIds"
+       FROM payout_batches b WHERE b.batch_id = $1`,
+    [batchId],
+  );
+  const row = rows[0];
+  return row ? { ...row, payoutId: batchPayoutId(row.batchId), totalUnits: BigInt(row.totalUnits) } : null;
+}

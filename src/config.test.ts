@@ -23,6 +23,21 @@ describe('configuration', () => {
     }
   });
 
+  it('RECONCILE_EVERY must be a 5-field cron expression pg-boss can schedule', () => {
+    expect(loadConfig({}).RECONCILE_EVERY).toBe('*/5 * * * *');
+    expect(loadConfig({ RECONCILE_EVERY: '0 0 1 1 *' }).RECONCILE_EVERY).toBe('0 0 1 1 *');
+    for (const bad of ['nonsense', '61 * * * *', '* * *', '*/5 * * * * *', '@hourly']) {
+      expect(() => loadConfig({ RECONCILE_EVERY: bad }), bad).toThrow(/^ {2}- RECONCILE_EVERY: expected a 5-field cron expression like \*\/5 \* \* \* \* \(got '/m);
+    }
+  });
+
+  it('durations share one parser: absurd lengths and bad reminder lists are refused by name', () => {
+    expect(loadConfig({ JOB_RETRY_DELAY: '250ms' }).JOB_RETRY_DELAY).toBe(250);
+    expect(() => loadConfig({ INVITE_EXPIRE_AFTER: '99999d' })).toThrow(/INVITE_EXPIRE_AFTER: '99999d' is longer than 10 years/);
+    expect(loadConfig({ SUBSCRIPTION_REMINDERS: '3d, 12h' }).SUBSCRIPTION_REMINDERS).toBe('3d, 12h');
+    expect(() => loadConfig({ SUBSCRIPTION_REMINDERS: '3d,tomorrow' })).toThrow(/SUBSCRIPTION_REMINDERS: .*\(got 'tomorrow'\)/);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ DATABASE_URL: '' }).DATABASE_URL).toBeUndefined();
   });

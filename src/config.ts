@@ -1,23 +1,49 @@
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
+import { durationSchema, parseDurationList } from './domain/duration.js';
 
 // Configuration is read once, here. Anything invalid stops the start with the variable's name and
 // what is wrong with it, instead of surfacing later as a confusing runtime failure.
 
-const DURATION = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+/** Durations are written with their unit ("30s", "15m", "3d") and parsed to milliseconds (src/domain/duration.ts). */
+const duration = (fallback: string) => durationSchema(fallback);
 
-/** Durations are written with their unit ("30s", "15m", "3d") and parsed to milliseconds. */
-const duration = (fallback: string) =>
+/**
+ * A standard 5-field cron expression (minute hour day-of-month month day-of-week), checked with the
+ * parser pg-boss schedules with, so a value that starts here is one pg-boss accepts. 6-field (seconds)
+ * and @-macros are refused: the schedules are documented, and reviewed, in 5-field form.
+ */
+function cronProblem(value: string): string | null {
+  const fields = value.trim().split(/\s+/);
+  if (fields.length !== 5) return `it has ${fields.length} field${fields.length === 1 ? '' : 's'}`;
+  try {
+    CronExpressionParser.parse(value.trim(), { tz: 'UTC', strict: false });
+    return null;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+const cron = (fallback: string) =>
   z
     .string()
     .default(fallback)
-    .transform((value, ctx) => {
-      const match = DURATION.exec(value.trim());
-      if (!match) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration like 30s, 15m, 3d (got '${value}')` });
-        return z.NEVER;
+    .superRefine((value, ctx) => {
+      const problem = cronProblem(value);
+      if (problem) ctx.addIssue({ code: 'custom', message: `expected a 5-field cron expression like */5 * * * * (got '${value}': ${problem})` });
+    });
+
+/** SUBSCRIPTION_REMINDERS: durations before expiry, comma-separated; kept as text (parseReminders reads it), checked here. */
+const durationList = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .superRefine((value, ctx) => {
+      try {
+        parseDurationList(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `comma-separated durations like 3d,1d,12h: ${(error as Error).message}` });
       }
-      return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
     });
 
 const int = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
@@ -48,7 +74,7 @@ export const configSchema = z.object({
   NOWPAYMENTS_API_KEY: optionalText,
   NOWPAYMENTS_IPN_SECRET: optionalText,
   RECONCILE_AFTER: duration('15m'),
-  RECONCILE_EVERY: z.string().default('*/5 * * * *'),
+  RECONCILE_EVERY: cron('*/5 * * * *'),
   /** Status API requests per minute per client IP (the success page polls with backoff, ~10/min). */
   STATUS_RATE_LIMIT: int(120, 1, 1_000_000),
   /** Order creations per minute per client IP (each one creates a NowPayments invoice). */
@@ -61,13 +87,23 @@ export const configSchema = z.object({
   /** grammY's own default is 500 s; a worker must learn quickly that Telegram did not answer. */
   TELEGRAM_REQUEST_TIMEOUT: duration('10s'),
   INVITE_EXPIRE_AFTER: duration('1d'),
-  SUBSCRIPTION_REMINDERS: z.string().default('3d,1d'),
+  SUBSCRIPTION_REMINDERS: durationList('3d,1d'),
   SUBSCRIPTION_REMOVAL_DRY_RUN: z.stringbool().default(false),
 
   CHANGENOW_API_URL: url.default('https://api.changenow.io/v2'),
   CHANGENOW_API_KEY: optionalText,
   ETH_RPC_URL: url.optional(),
+  /** When set, the node must report this chain id or nothing is signed (1 = Ethereum mainnet). */
+  ETH_CHAIN_ID: z.coerce.number().int().positive().optional(),
   HOST_WALLET_PRIVATE_KEY: z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'must be 0x followed by 64 hex digits').optional(),
+  /** The highest maxFeePerGas the host wallet ever signs, in gwei (a fee spike waits instead of overpaying). */
+  HOST_WALLET_MAX_FEE_GWEI: z.coerce.number().int().positive().optional(),
+  /** Blocks on top of a payout's block before it counts as settled. */
+  PAYOUT_CONFIRMATIONS: int(3, 1, 100),
+  /** Checks of an unsettled payout (receipt, exchange) before it parks for review; backoff between them. */
+  PAYOUT_SETTLE_RETRY_LIMIT: int(40, 1, 1000),
+  /** How often threshold channels are swept for unclaimed batches and unfinished batches restarted (cron). */
+  PAYOUT_SWEEP_EVERY: z.string().default('* * * * *'),
 
   JOB_RETRY_LIMIT: int(8, 0, 100),
   JOB_RETRY_DELAY: duration('2s'),

@@ -4,6 +4,7 @@ import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import { createActors } from './actors/index.js';
 import type { EffectActor } from './actors/effect-actor.js';
+import { batchQueues, startBatchWorkers } from './actors/payouts/batches.js';
 import { startActors, startDeadLetterWorker } from './actors/runner.js';
 import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
@@ -13,13 +14,17 @@ import { RECONCILE_QUEUE, startReconcileJob } from './intake/reconcile.job.js';
 import { EFFECTS, type EffectName } from './machines/payment.events.js';
 import { createNowPaymentsClient, type NowPaymentsClient } from './nowpayments/client.js';
 import { createOrderService, type OrderService } from './orders/order.service.js';
+import { createPayoutExecutor, type PayoutExecutor } from './payouts/payout-executor.js';
 import { createEngine, type Engine } from './persistence/apply-event.js';
 import { openDatabase, type Database } from './persistence/database.js';
 import { backfillPaymentViews } from './persistence/backfill-views.js';
 import { migrate } from './persistence/migrate.js';
 import { createBoss, ensureQueues } from './persistence/queues.js';
 import { resolveRuntime, StartupError, type Runtime } from './runtime.js';
+import { createHostWallet, type HostWallet } from './providers/chain/host-wallet.js';
+import { createChangeNowClient, type ChangeNowClient } from './providers/changenow/changenow.client.js';
 import { sandboxRoutes, startSandboxNowPayments, type SandboxNowPayments } from './sandbox/sandbox-nowpayments.js';
+import { startSandboxPayouts, type SandboxPayouts } from './sandbox/sandbox-payouts.js';
 import { SANDBOX_TELEGRAM_TOKEN, startSandboxTelegram, type SandboxTelegram } from './sandbox/sandbox-telegram.js';
 import { buyingBot } from './telegram/bot.js';
 import { createTelegramBot } from './telegram/client.js';
@@ -54,8 +59,11 @@ export interface Service {
   nowPayments: NowPaymentsClient | null;
   ipnSecret: string;
   bot: Bot;
+  changeNow: ChangeNowClient;
+  wallet: HostWallet;
+  payouts: PayoutExecutor;
   /** The in-process fakes, when this run is the sandbox (null for a real provider). */
-  sandbox: { nowPayments: SandboxNowPayments | null; telegram: SandboxTelegram | null };
+  sandbox: { nowPayments: SandboxNowPayments | null; telegram: SandboxTelegram | null; payouts: SandboxPayouts | null };
   /** Stops taking requests and jobs, lets in-flight work finish, then closes pg-boss, the pool and Postgres. */
   close(): Promise<void>;
 }
@@ -112,6 +120,15 @@ export async function startService(config: Config, log: Logger, options: Service
       log.warn('TELEGRAM_BOT_TOKEN not set: using an in-process fake Telegram Bot API (sandbox); invites are logged, not sent');
     }
 
+    // Payouts: ChangeNow, an Ethereum node and the host wallet's key, all three or none (the sandbox).
+    const payoutSettings = { CHANGENOW_API_KEY: config.CHANGENOW_API_KEY, ETH_RPC_URL: config.ETH_RPC_URL, HOST_WALLET_PRIVATE_KEY: config.HOST_WALLET_PRIVATE_KEY };
+    const missing = Object.entries(payoutSettings).filter(([, value]) => !value).map(([name]) => name);
+    if (missing.length > 0 && (config.NODE_ENV === 'production' || missing.length < 3)) {
+      throw new StartupError(`${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} required to pay channel owners (ChangeNow swaps sent by the host wallet); set ${missing.length < 3 ? 'all three' : 'them'}, or none of them outside production for the sandbox.`);
+    }
+    const sandboxPayouts = missing.length === 3 ? await startSandboxPayouts({ log }) : null;
+    if (sandboxPayouts) stops.add(() => sandboxPayouts.stop());
+
     // Database, schema, queues, the engine.
     const db = await openDatabase(config, (message) => log.info(message));
     stops.add(() => db.close());
@@ -119,6 +136,23 @@ export async function startService(config: Config, log: Logger, options: Service
     if (applied.length) log.info({ migrations: applied }, 'database migrated');
     const backfilled = await backfillPaymentViews(db.pool);
     if (backfilled) log.info({ payments: backfilled }, 'read model computed for payments written before it existed');
+    // Before pg-boss, so it closes after pg-boss has let the jobs using it finish.
+    const changeNow = createChangeNowClient(
+      sandboxPayouts
+        ? { baseUrl: sandboxPayouts.changeNow.baseUrl, apiKey: sandboxPayouts.changeNow.apiKey }
+        : { baseUrl: config.CHANGENOW_API_URL, apiKey: config.CHANGENOW_API_KEY! },
+    );
+    const wallet = createHostWallet({
+      pool: db.pool,
+      rpcUrl: sandboxPayouts?.chain.rpcUrl ?? config.ETH_RPC_URL!,
+      privateKey: sandboxPayouts?.hostPrivateKey ?? config.HOST_WALLET_PRIVATE_KEY!,
+      ...((sandboxPayouts?.chain.chainId ?? config.ETH_CHAIN_ID) !== undefined && { chainId: sandboxPayouts?.chain.chainId ?? config.ETH_CHAIN_ID }),
+      ...(config.HOST_WALLET_MAX_FEE_GWEI !== undefined && { maxFeePerGasCap: BigInt(config.HOST_WALLET_MAX_FEE_GWEI) * 10n ** 9n }),
+      log: log.child({ module: 'host-wallet' }),
+    });
+    stops.add(async () => wallet.close());
+    // The sandbox chain mines a block per transaction and nothing else: one confirmation is all it will ever show.
+    const payouts = createPayoutExecutor({ pool: db.pool, changeNow, wallet, confirmations: sandboxPayouts ? 1 : config.PAYOUT_CONFIRMATIONS, log: log.child({ module: 'payouts' }) });
     const boss = createBoss(db.url, { max: 10 });
     boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
     await boss.start();
@@ -127,6 +161,7 @@ export async function startService(config: Config, log: Logger, options: Service
       // exclusive: one reconciliation queued or active at a time, so a slow run never overlaps the next.
       [RECONCILE_QUEUE]: { policy: 'exclusive', retryLimit: 0, expireInSeconds: 600, notify: true },
       ...subscriptionQueues,
+      ...batchQueues(config.PAYOUT_SETTLE_RETRY_LIMIT),
     });
     const engine = createEngine({ pool: db.pool, boss });
 
@@ -151,7 +186,7 @@ export async function startService(config: Config, log: Logger, options: Service
     bot.catch((error) => replyFailed(error, log));
 
     // Workers: effect actors, the dead letter, reconciliation, subscriptions, Telegram updates.
-    const actors = { ...createActors({ pool, boss, log, config, telegram: bot.api, remindersMs }), ...options.actors };
+    const actors = { ...createActors({ pool, boss, log, config, telegram: bot.api, remindersMs, payouts }), ...options.actors };
     const running = (options.effects ?? EFFECTS).flatMap((effect) => actors[effect] ?? []);
     const runnerDeps = { boss, pool, engine, log, config };
     await startActors(runnerDeps, running);
@@ -166,6 +201,7 @@ export async function startService(config: Config, log: Logger, options: Service
         olderThanMs: config.RECONCILE_AFTER,
       }),
     );
+    stops.add(await startBatchWorkers({ pool, boss, engine, changeNow, payouts, log: log.child({ module: 'batches' }) }, config.PAYOUT_SWEEP_EVERY));
     stops.add(await startSubscriptionWorkers({ pool, boss, api: bot.api, log, remindersMs, dryRun: config.SUBSCRIPTION_REMOVAL_DRY_RUN }));
 
     // HTTP, last: nothing is served before everything it needs runs; on close it is the first to stop.
@@ -216,7 +252,10 @@ export async function startService(config: Config, log: Logger, options: Service
       nowPayments,
       ipnSecret,
       bot,
-      sandbox: { nowPayments: sandboxNowPayments, telegram: sandboxTelegram },
+      changeNow,
+      wallet,
+      payouts,
+      sandbox: { nowPayments: sandboxNowPayments, telegram: sandboxTelegram, payouts: sandboxPayouts },
       close: () => stops.closeAll(),
     };
   } catch (error) {

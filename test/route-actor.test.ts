@@ -99,6 +99,15 @@ describe('route actor: orders', () => {
     expect(await performRoute(t.db.pool, paymentId)).toEqual({ type: 'route.done', route: first.route });
   });
 
+  it('an accepted underpayment is split by what arrived (5 of 9.99 is worth 5), not by the price', async () => {
+    const orderId = await seedOrder('-1001', 'c1-month', '9.99');
+    const paymentId = newPaymentId();
+    await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paid({ orderId, priceAmount: '9.99', payAmount: '9.99', actuallyPaid: '5' }) }, { source: 'ipn' });
+    expect((await paymentRow(t.db, paymentId))?.state).toBe('underpaid');
+    await t.engine.applyEvent(paymentId, { type: 'operator.accept_underpaid', by: 'test' }, { source: 'operator:test' });
+    expect(await settled(paymentId)).toMatchObject({ state: 'routed', route: { orderId, ownerShareUsd: '4.5', feeUsd: '0.5' } });
+  });
+
   it('parks a price below the plan in needs_review', async () => {
     const orderId = await seedOrder('-1001', 'c1-month', '9.99');
     const result = await pay(newPaymentId(), { orderId, priceAmount: '9.98' });

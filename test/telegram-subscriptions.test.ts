@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { grantPeriod } from '../src/domain/subscription.js';
 import { EXPIRY_QUEUE, REMINDER_QUEUE, grantAndSchedule } from '../src/telegram/subscriptions.service.js';
 import { callsTo, paidOrderFixture, payAndRoute, seedOrder, startTelegramTest, waitForAccess, type TelegramTest } from './telegram-fixtures.js';
 import type { TestDatabase } from './support/database.js';
@@ -59,6 +60,36 @@ describe('subscriptions', () => {
     const sub = await subscriptionOf(t.svc.db, o.buyer, o.openChannelId);
     expect(sub.expires_at.getTime()).toBe(grants[0]!.expiresAt.getTime());
     expect(sub.expires_at.getTime() - Date.now()).toBeLessThanOrEqual(30 * 86_400_000);
+  });
+
+  it('stored periods are grantPeriod on the expiry read under the lock and the database clock', async () => {
+    const o = await paidOrderFixture(t.svc.db, { durationDays: 30 });
+    const deps = { pool: t.svc.db.pool, boss: t.svc.service.boss, remindersMs: [] };
+    const input = { orderId: o.orderId, paymentId: o.paymentId, buyerTelegramId: o.buyer, openChannelId: o.openChannelId, planId: o.planId, durationDays: 30 };
+    const dbNow = async () => (await t.svc.db.pool.query<{ now: Date }>(`SELECT date_trunc('milliseconds', clock_timestamp()) AS now`)).rows[0]!.now;
+    const grantFor = async (suffix: string, durationDays: number) => {
+      const order = { ...o, orderId: `${o.orderId}-${suffix}` };
+      await seedOrder(t.svc.db, order);
+      return grantAndSchedule(deps, { ...input, orderId: order.orderId, durationDays });
+    };
+
+    const before = await dbNow();
+    const first = await grantAndSchedule(deps, input);
+    expect(first.startsAt.getTime()).toBeGreaterThanOrEqual(before.getTime());
+    expect(first).toMatchObject(grantPeriod({ currentExpiresAt: null, now: first.startsAt, durationDays: 30 }));
+
+    // Still running: extends from the current expiry, whatever the clock says.
+    const renewed = await grantFor('r1', 7);
+    expect(renewed).toMatchObject(grantPeriod({ currentExpiresAt: first.expiresAt, now: new Date(0), durationDays: 7 }));
+
+    // Lapsed: restarts at the database's now.
+    await expireNow(t.svc.db, first.subscriptionId);
+    const lapsedAt = (await subscriptionOf(t.svc.db, o.buyer, o.openChannelId)).expires_at;
+    const lapsedBefore = await dbNow();
+    const restarted = await grantFor('r2', 30);
+    expect(restarted.startsAt.getTime()).toBeGreaterThanOrEqual(lapsedBefore.getTime());
+    expect(restarted).toMatchObject(grantPeriod({ currentExpiresAt: lapsedAt, now: restarted.startsAt, durationDays: 30 }));
+    expect((await subscriptionOf(t.svc.db, o.buyer, o.openChannelId)).expires_at).toEqual(restarted.expiresAt);
   });
 
   it('a renewal extends from the current expiry, not from now', async () => {

@@ -4,7 +4,11 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { EffectName } from '../machines/payment.events.js';
+import type { PayoutExecutor } from '../payouts/payout-executor.js';
 import type { EffectActor } from './effect-actor.js';
+import { createAccumulateActor } from './payouts/accumulate.actor.js';
+import { createSettleActor } from './payouts/settle.actor.js';
+import { createSplitActor } from './payouts/split.actor.js';
 import { createRouteActor } from './route/route.actor.js';
 import { createInviteActor } from './telegram/invite.actor.js';
 
@@ -19,9 +23,12 @@ export interface ActorDeps {
   config: Pick<Config, 'INVITE_EXPIRE_AFTER' | 'JOB_EXPIRE_AFTER'>;
   telegram: Api;
   remindersMs: number[];
+  payouts: PayoutExecutor;
 }
 
-export function createActors(deps: ActorDeps): Partial<Record<EffectName, EffectActor>> {
+// Threshold batches are not an effect of one payment: their job chain (queue payout-batch) lives in
+// ./payouts/batches.ts and tells each payment batch.paid when the batch settles.
+export function createActors(deps: ActorDeps): Record<EffectName, EffectActor> {
   return {
     route: createRouteActor({ pool: deps.pool }),
     invite: createInviteActor({
@@ -33,5 +40,8 @@ export function createActors(deps: ActorDeps): Partial<Record<EffectName, Effect
       leaseMs: deps.config.JOB_EXPIRE_AFTER,
       remindersMs: deps.remindersMs,
     }),
+    split: createSplitActor({ pool: deps.pool, payouts: deps.payouts }),
+    settle: createSettleActor({ pool: deps.pool, payouts: deps.payouts }),
+    accumulate: createAccumulateActor({ pool: deps.pool, boss: deps.boss }),
   };
 }

@@ -16,8 +16,9 @@ export interface RunnerDeps {
   config: Pick<Config, 'WORKER_BATCH_SIZE' | 'WORKER_CONCURRENCY'>;
 }
 
-// FACTS.md: each worker waits its polling interval after every fetch, so batch size 1 caps a queue at
-// a few jobs/s. Batches, a burst while batches come back full, and NOTIFY wake-ups keep latency low.
+// pg-boss (dist/worker.js) waits out the polling interval after every fetch, so batch size 1 caps a
+// queue at about 1/interval jobs per worker (2/s at 0.5 s). Batches, a burst while batches come back
+// full (burstWhenBatchFull re-fetches at once), and NOTIFY wake-ups keep latency low.
 export function workOptions(config: RunnerDeps['config']) {
   return {
     batchSize: config.WORKER_BATCH_SIZE,

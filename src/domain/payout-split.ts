@@ -78,20 +78,40 @@ function usdUnitsReceived(priceAmount: DecimalString, payAmount?: DecimalString 
   return (price.digits * numerator * pow10(USD_DECIMALS)) / (pow10(price.scale) * denominator);
 }
 
+export type UsdSplitInput = Pick<SplitInput, 'feePercent' | 'priceAmount' | 'payAmount' | 'actuallyPaid'>;
+export type UsdSplit = Pick<Split, 'usdValue' | 'ownerUsd' | 'feeUsd'>;
+
+/** The USD half of the rounding rule above, at a fee already turned into basis points. */
+function usdSplitAt(bp: bigint, input: UsdSplitInput): UsdSplit {
+  const usdUnits = usdUnitsReceived(input.priceAmount, input.payAmount, input.actuallyPaid);
+  // bigint division truncates toward zero; every operand is non-negative, so this is floor.
+  const ownerUsdUnits = (usdUnits * (BP - bp)) / BP;
+  return {
+    usdValue: fromBaseUnits(usdUnits, USD_DECIMALS),
+    ownerUsd: fromBaseUnits(ownerUsdUnits, USD_DECIMALS),
+    feeUsd: fromBaseUnits(usdUnits - ownerUsdUnits, USD_DECIMALS),
+  };
+}
+
+/**
+ * What the payment is worth in USD (what actually arrived, at most the price) and how that divides
+ * between owner and platform; the same numbers as splitOutcome's usdValue/ownerUsd/feeUsd, for when
+ * no outcome amount is known yet (routing).
+ */
+export function splitUsd(input: UsdSplitInput): UsdSplit {
+  return usdSplitAt(feeBasisPoints(input.feePercent), input);
+}
+
 export function splitOutcome(input: SplitInput): Split {
   const bp = feeBasisPoints(input.feePercent);
   const outcomeUnits = toBaseUnits(input.outcomeAmount, input.outcomeDecimals);
   // bigint division truncates toward zero; every operand is non-negative, so this is floor.
   const ownerUnits = (outcomeUnits * (BP - bp)) / BP;
-  const usdUnits = usdUnitsReceived(input.priceAmount, input.payAmount, input.actuallyPaid);
-  const ownerUsdUnits = (usdUnits * (BP - bp)) / BP;
   return {
     outcomeUnits,
     ownerUnits,
     feeUnits: outcomeUnits - ownerUnits,
     feeBasisPoints: bp,
-    usdValue: fromBaseUnits(usdUnits, USD_DECIMALS),
-    ownerUsd: fromBaseUnits(ownerUsdUnits, USD_DECIMALS),
-    feeUsd: fromBaseUnits(usdUnits - ownerUsdUnits, USD_DECIMALS),
+    ...usdSplitAt(bp, input),
   };
 }

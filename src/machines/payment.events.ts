@@ -68,7 +68,8 @@ export type ActorEvent =
   | { type: 'invite.sent'; inviteLink: string }
   | { type: 'invite.undeliverable'; inviteLink: string; reason: string }
   | { type: 'invite.failed'; reason: string }
-  | { type: 'split.done'; exchangeId: string; txHash: string }
+  /** The owner's share left the host wallet: to the exchange's pay-in address, or straight to the owner (exchangeId null). */
+  | { type: 'split.done'; exchangeId: string | null; txHash: string }
   | { type: 'payout.settled'; txHash?: string; payoutId?: string }
   | { type: 'payout.failed'; reason: string }
   | { type: 'accumulate.done'; ledgerEntryId: string }

@@ -283,6 +283,7 @@ export const paymentMachine = setup({
               entry: effect('accumulate'),
               on: {
                 'accumulate.done': { target: 'accumulated', actions: 'recordAccumulated' },
+                'payout.failed': { target: 'review', actions: { type: 'parkPayout', params: { step: 'accumulating' } } },
                 'effect.exhausted': {
                   guard: { type: 'exhausted', params: { effect: 'accumulate' } },
                   target: 'review',

@@ -2,7 +2,7 @@ import { createActor, initialTransition, transition, type SnapshotFrom } from 'x
 import type { EffectName, PaymentEvent } from './payment.events.js';
 import { paymentMachine, type EffectParams } from './payment.machine.js';
 
-// The pure step the engine runs under a row lock: snapshot + event -> next snapshot + effects.
+// The pure step the engine runs between reading a payment's snapshot and its compare-and-set write: snapshot + event -> next snapshot + effects.
 
 export type PaymentSnapshot = SnapshotFrom<typeof paymentMachine>;
 export type PersistedPayment = ReturnType<typeof persist>;

@@ -100,3 +100,51 @@ export async function findBatch(db: Queryable, batchId: string): Promise<Claimed
   const row = rows[0];
   return row ? { ...row, payoutId: batchPayoutId(row.batchId), totalUnits: BigInt(row.totalUnits) } : null;
 }
+
+/** Moves a batch along (claimed → paying → settled, or review with the reason); a settled batch stays settled. */
+export async function setBatchStatus(db: Queryable, batchId: string, status: BatchStatus, reviewReason: string | null = null): Promise<void> {
+  await db.query(
+    `UPDATE payout_batches SET status = $2, review_reason = $3, updated_at = now(),
+            settled_at = CASE WHEN $2 = 'settled' THEN now() ELSE settled_at END
+      WHERE batch_id = $1 AND status <> 'settled'`,
+    [batchId, status, reviewReason],
+  );
+}
+
+/** An operator resumes a parked batch: a new attempt (so a new job id) and back to paying. */
+export async function resumeBatch(db: Queryable, batchId: string): Promise<number | null> {
+  const { rows } = await db.query<{ attempt: number }>(
+    `UPDATE payout_batches SET status = 'paying', review_reason = NULL, attempt = attempt + 1, updated_at = now()
+      WHERE batch_id = $1 AND status = 'review' RETURNING attempt`,
+    [batchId],
+  );
+  return rows[0]?.attempt ?? null;
+}
+
+/** Batches still to pay (not settled, not parked), with the attempt their job runs under. */
+export async function unfinishedBatches(db: Queryable): Promise<{ batchId: string; attempt: number }[]> {
+  const { rows } = await db.query<{ batchId: string; attempt: number }>(
+    `SELECT batch_id AS "batchId", attempt FROM payout_batches WHERE status IN ('claimed', 'paying') ORDER BY created_at LIMIT 1000`,
+  );
+  return rows;
+}
+
+/** The payments whose owner credits a batch claimed. */
+export async function paymentsOfBatch(db: Queryable, batchId: string): Promise<string[]> {
+  const { rows } = await db.query<{ payment_id: string }>(
+    `SELECT payment_id FROM ledger_entries WHERE payout_id = $1 AND kind = 'payment_credit' ORDER BY entry_id`,
+    [batchPayoutId(batchId)],
+  );
+  return rows.map((r) => r.payment_id);
+}
+
+/** Threshold channels whose open credits may have crossed the threshold (the sweep claims them). */
+export async function channelsWithOpenCredits(db: Queryable): Promise<{ openChannelId: string; thresholdUsd: string }[]> {
+  const { rows } = await db.query<{ openChannelId: string; thresholdUsd: string }>(
+    `SELECT c.open_channel_id::text AS "openChannelId", c.threshold_usd::text AS "thresholdUsd"
+       FROM channels c
+      WHERE c.payout_strategy = 'threshold'
+        AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.open_channel_id = c.open_channel_id AND e.kind = 'payment_credit' AND e.payout_id IS NULL)`,
+  );
+  return rows;
+}

@@ -9,12 +9,13 @@ export const DEAD_LETTER_QUEUE = 'effects-dead-letter';
 
 export const queueOf = (effect: EffectName): string => `effect-${effect}`;
 
-export type QueueSettings = Pick<Config, 'JOB_RETRY_LIMIT' | 'JOB_RETRY_DELAY' | 'JOB_RETRY_DELAY_MAX' | 'JOB_EXPIRE_AFTER'>;
+export type QueueSettings = Pick<Config, 'JOB_RETRY_LIMIT' | 'JOB_RETRY_DELAY' | 'JOB_RETRY_DELAY_MAX' | 'JOB_EXPIRE_AFTER' | 'PAYOUT_SETTLE_RETRY_LIMIT'>;
 
-export function effectQueueOptions(settings: QueueSettings): Omit<Queue, 'name'> {
+export function effectQueueOptions(settings: QueueSettings, effect?: EffectName): Omit<Queue, 'name'> {
   return {
     policy: 'standard',
-    retryLimit: settings.JOB_RETRY_LIMIT,
+    // Settling waits for confirmations and the exchange: each "not yet" is a retry, so it gets more of them.
+    retryLimit: effect === 'settle' ? settings.PAYOUT_SETTLE_RETRY_LIMIT : settings.JOB_RETRY_LIMIT,
     retryDelay: Math.max(1, Math.round(settings.JOB_RETRY_DELAY / 1000)),
     retryBackoff: true,
     retryDelayMax: Math.max(1, Math.round(settings.JOB_RETRY_DELAY_MAX / 1000)),
@@ -28,7 +29,7 @@ export function effectQueueOptions(settings: QueueSettings): Omit<Queue, 'name'>
 /** Creates (or updates) every queue the engine sends to; pg-boss requires a queue before `send`. */
 export async function ensureQueues(boss: PgBoss, settings: QueueSettings, extra: Record<string, Omit<Queue, 'name'>> = {}): Promise<void> {
   await upsertQueue(boss, DEAD_LETTER_QUEUE, { policy: 'standard', retryLimit: 5, retryBackoff: true, notify: true });
-  for (const effect of EFFECTS) await upsertQueue(boss, queueOf(effect), effectQueueOptions(settings));
+  for (const effect of EFFECTS) await upsertQueue(boss, queueOf(effect), effectQueueOptions(settings, effect));
   for (const [name, options] of Object.entries(extra)) await upsertQueue(boss, name, options);
 }
 

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { grantPeriod } from '../domain/subscription.js';
 import type { Queryable } from './invites.repo.js';
 
 // Subscriptions (buyer x channel) and the grants (one per order) that start or extend them. Expiry
@@ -42,35 +43,36 @@ const SUB = `s.subscription_id::text AS "subscriptionId", s.buyer_telegram_id::t
 /**
  * Starts or extends the buyer's subscription for this order, once. Call inside a transaction: the
  * subscription row is locked, so concurrent grants for the same buyer and channel (or the same order)
- * take turns, and an expiry decision in progress finishes before a renewal lands (or sees it).
+ * take turns, and an expiry decision in progress finishes before a renewal lands (or sees it). The
+ * period itself is grantPeriod's rule (src/domain/subscription.ts), fed with the expiry read under the
+ * lock and the database's clock.
  */
 export async function grantSubscription(tx: pg.PoolClient, g: GrantInput): Promise<Grant> {
-  // Insert-or-touch takes the row lock in one statement (ON CONFLICT DO UPDATE locks the existing row).
-  const { rows: subs } = await tx.query<{ subscriptionId: string }>(
+  // Insert-or-touch takes the row lock in one statement (ON CONFLICT DO UPDATE locks the existing row)
+  // and answers the expiry as it stands once the lock is ours.
+  const { rows: subs } = await tx.query<{ subscriptionId: string; expiresAt: Date; now: Date }>(
     `INSERT INTO subscriptions (buyer_telegram_id, open_channel_id, expires_at) VALUES ($1, $2, date_trunc('milliseconds', now()))
      ON CONFLICT (buyer_telegram_id, open_channel_id) DO UPDATE SET updated_at = subscriptions.updated_at
-     RETURNING subscription_id::text AS "subscriptionId"`,
+     RETURNING subscription_id::text AS "subscriptionId", expires_at AS "expiresAt", date_trunc('milliseconds', now()) AS now`,
     [g.buyerTelegramId, g.openChannelId],
   );
-  const subscriptionId = subs[0]!.subscriptionId;
+  const sub = subs[0]!;
   const { rows: existing } = await tx.query<Omit<Grant, 'fresh'>>(
     `SELECT subscription_id::text AS "subscriptionId", starts_at AS "startsAt", expires_at AS "expiresAt" FROM subscription_grants WHERE order_id = $1`,
     [g.orderId],
   );
   if (existing[0]) return { ...existing[0], fresh: false };
-  // A renewal extends from the current expiry; once that has passed, from now (a lapse is not charged).
+  const period = grantPeriod({ currentExpiresAt: sub.expiresAt, now: sub.now, durationDays: g.durationDays });
   const { rows } = await tx.query<Omit<Grant, 'fresh'>>(
-    `WITH period AS (
-       SELECT date_trunc('milliseconds', greatest(expires_at, now())) AS starts_at FROM subscriptions WHERE subscription_id = $1
-     ), granted AS (
+    `WITH granted AS (
        INSERT INTO subscription_grants (order_id, subscription_id, payment_id, plan_id, duration_days, starts_at, expires_at)
-       SELECT $2, $1, $3, $4, $5, starts_at, starts_at + make_interval(days => $5) FROM period
+       VALUES ($2, $1, $3, $4, $5, $6, $7)
        RETURNING subscription_id, starts_at, expires_at
      )
      UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now()
        FROM granted WHERE s.subscription_id = granted.subscription_id
      RETURNING s.subscription_id::text AS "subscriptionId", granted.starts_at AS "startsAt", granted.expires_at AS "expiresAt"`,
-    [subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays],
+    [sub.subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays, period.startsAt, period.expiresAt],
   );
   return { ...rows[0]!, fresh: true };
 }

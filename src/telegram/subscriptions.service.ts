@@ -3,6 +3,8 @@ import type { PgBoss, Queue } from 'pg-boss';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
+import { parseDurationList } from '../domain/duration.js';
+import { hasEnded, reminderTimes } from '../domain/subscription.js';
 import { inTransaction } from '../persistence/transaction.js';
 import { classifyTelegramError } from './telegram-errors.js';
 import { renewKeyboard } from './keyboards.js';
@@ -55,23 +57,14 @@ export interface SubscriptionDeps {
   dryRun: boolean;
 }
 
-const DURATION = /^(\d+)(s|m|h|d)$/;
-const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
 /** SUBSCRIPTION_REMINDERS: durations before expiry, comma-separated ("3d,1d"); empty for none. */
 export function parseReminders(value: string): number[] {
-  return value
-    .split(',')
-    .map((part) => part.trim())
-    .filter(Boolean)
-    .map((part) => {
-      const match = DURATION.exec(part);
-      if (!match) throw new Error(`SUBSCRIPTION_REMINDERS: expected durations like 3d,1d,12h (got '${part}')`);
-      return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
-    });
+  try {
+    return parseDurationList(value);
+  } catch (error) {
+    throw new Error(`SUBSCRIPTION_REMINDERS: ${(error as Error).message}`, { cause: error });
+  }
 }
-
-/** Runs fn in one transaction on one connection. */
 
 /** Grants the order's period and schedules its reminders and expiry with it; call inside a transaction. */
 export async function grantAndScheduleIn(deps: Pick<SubscriptionDeps, 'boss' | 'remindersMs'>, tx: pg.PoolClient, input: GrantInput): Promise<Grant> {
@@ -88,10 +81,11 @@ export async function schedule(deps: Pick<SubscriptionDeps, 'boss' | 'remindersM
   const db = { executeSql: (text: string, values?: unknown[]) => tx.query(text, values) };
   const data: ExpiryJob = { subscriptionId, expiresAt: expiresAt.toISOString() };
   await deps.boss.send(EXPIRY_QUEUE, data, { id: jobId(subscriptionId, expiresAt, 'expiry'), startAfter: expiresAt, db });
-  const reminders = deps.remindersMs
-    .map((beforeMs) => ({ beforeMs, at: new Date(expiresAt.getTime() - beforeMs) }))
-    .filter(({ at }) => at.getTime() > Date.now()) // a period shorter than a reminder's lead gets no such reminder
-    .map(({ beforeMs, at }) => ({ id: jobId(subscriptionId, expiresAt, `remind-${beforeMs}`), data: { ...data, beforeMs } satisfies ReminderJob, startAfter: at }));
+  const reminders = reminderTimes(expiresAt, deps.remindersMs, new Date()).map(({ beforeMs, at }) => ({
+    id: jobId(subscriptionId, expiresAt, `remind-${beforeMs}`),
+    data: { ...data, beforeMs } satisfies ReminderJob,
+    startAfter: at,
+  }));
   if (reminders.length) await deps.boss.insert(REMINDER_QUEUE, reminders, { db });
 }
 
@@ -112,7 +106,7 @@ export async function expireSubscription(deps: SubscriptionDeps, subscriptionId:
     const sub = await lockSubscription(tx, subscriptionId);
     if (!sub) {
       outcome = 'missing';
-    } else if (sub.expiresAt.getTime() > Date.now()) {
+    } else if (!hasEnded(sub.expiresAt, new Date())) {
       // Renewed. If an earlier removal was cut off after the ban, lift it (only_if_banned never removes a member).
       if (sub.removalStartedAt) {
         await deps.api.unbanChatMember(Number(sub.closedChannelId), Number(sub.buyerTelegramId), { only_if_banned: true });
@@ -164,7 +158,7 @@ export type ReminderOutcome = 'sent' | 'skipped' | 'undeliverable';
 /** Sends the reminder if the subscription still ends when this reminder was scheduled for. */
 export async function remind(deps: SubscriptionDeps, job: ReminderJob): Promise<ReminderOutcome> {
   const sub = await findSubscription(deps.pool, job.subscriptionId);
-  if (!sub || sub.removedAt || sub.expiresAt.toISOString() !== job.expiresAt || sub.expiresAt.getTime() <= Date.now()) return 'skipped';
+  if (!sub || sub.removedAt || sub.expiresAt.toISOString() !== job.expiresAt || hasEnded(sub.expiresAt, new Date())) return 'skipped';
   try {
     await deps.api.sendMessage(Number(sub.buyerTelegramId), `Your subscription to ${sub.title} ends on ${formatDate(sub.expiresAt)}. Renew now to keep your access.`, {
       reply_markup: renewKeyboard(sub.openChannelId),

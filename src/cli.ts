@@ -5,6 +5,8 @@ import { createChannel, listChannels, updateChannel } from './channels/channel-a
 import { ChannelInputError, channelIdSchema, createChannelSchema, patchChannelSchema } from './channels/channel.schema.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { DomainError } from './domain/errors.js';
+import { checkBooks } from './payouts/books.js';
+import { balances } from './payouts/ledger.repo.js';
 import { openDatabase } from './persistence/database.js';
 import { migrate } from './persistence/migrate.js';
 
@@ -12,12 +14,19 @@ import { migrate } from './persistence/migrate.js';
 //   npm run cli -- channels add --file channel.json
 //   npm run cli -- channels list
 //   npm run cli -- channels update <open_channel_id> --file patch.json
+//   npm run cli -- ledger check          (exit 1 when the books do not balance)
+//   npm run cli -- ledger balances
 // Results are JSON on stdout; problems go to stderr, each naming its field, with exit code 1 (2 for usage).
 
 const USAGE = `Usage:
   npm run cli -- channels add --file channel.json
   npm run cli -- channels list
   npm run cli -- channels update <open_channel_id> --file patch.json
+  npm run cli -- ledger check
+  npm run cli -- ledger balances
+
+ledger check proves payouts + fees + exchange differences + open balances = settled payment outcomes,
+exactly, and lists any payment whose money is unaccounted for (exit code 1 when there is one).
 
 Connects to DATABASE_URL, or to the embedded Postgres the service uses when it is unset.
 See POST /admin/channels in /docs/openapi.json for the file format.`;
@@ -72,10 +81,28 @@ async function run(argv: string[]): Promise<unknown> {
   }
   const { values, positionals } = parsedArgs;
   const [group, command, id] = positionals;
-  if (values.help || group !== 'channels' || !command) throw new UsageError(values.help ? '' : 'unknown command');
+  if (values.help || (group !== 'channels' && group !== 'ledger') || !command) throw new UsageError(values.help ? '' : 'unknown command');
 
   let action: (pool: pg.Pool) => Promise<unknown>;
-  if (command === 'list' && !id) {
+  if (group === 'ledger' && command === 'check' && !id) {
+    action = async (pool) => {
+      const client = await pool.connect();
+      try {
+        // One snapshot for every sum.
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        const books = await checkBooks(client);
+        await client.query('COMMIT');
+        if (!books.balanced) process.exitCode = 1;
+        return books;
+      } finally {
+        client.release();
+      }
+    };
+  } else if (group === 'ledger' && command === 'balances' && !id) {
+    action = async (pool) => ({ balances: (await balances(pool)).map((b) => JSON.parse(JSON.stringify(b, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) as unknown) });
+  } else if (group === 'ledger') {
+    throw new UsageError(`unknown command: ledger ${positionals.slice(1).join(' ')}`);
+  } else if (command === 'list' && !id) {
     action = async (pool) => ({ channels: await listChannels(pool) });
   } else if (command === 'add' && !id) {
     const parsed = createChannelSchema.safeParse(await readJson(values.file));

@@ -4,7 +4,7 @@ import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import { createActors } from './actors/index.js';
 import type { EffectActor } from './actors/effect-actor.js';
-import { batchQueues, startBatchWorkers } from './actors/payouts/batches.js';
+import { batchQueues, resumeParkedBatch, startBatchWorkers } from './actors/payouts/batches.js';
 import { startActors, startDeadLetterWorker } from './actors/runner.js';
 import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
@@ -15,6 +15,7 @@ import { EFFECTS, type EffectName } from './machines/payment.events.js';
 import { createNowPaymentsClient, type NowPaymentsClient } from './nowpayments/client.js';
 import { createOrderService, type OrderService } from './orders/order.service.js';
 import { createPayoutExecutor, type PayoutExecutor } from './payouts/payout-executor.js';
+import { createPayoutTargetCheck } from './payouts/payout-target-check.js';
 import { createEngine, type Engine } from './persistence/apply-event.js';
 import { openDatabase, type Database } from './persistence/database.js';
 import { backfillPaymentViews } from './persistence/backfill-views.js';
@@ -215,6 +216,11 @@ export async function startService(config: Config, log: Logger, options: Service
       ipn,
       ipnSecret,
       orders,
+      payouts: {
+        txStatus: (txKey) => wallet.status(txKey, sandboxPayouts ? 1 : config.PAYOUT_CONFIRMATIONS),
+        resumeBatch: (batchId) => resumeParkedBatch({ pool, boss }, batchId),
+        checkTarget: createPayoutTargetCheck(changeNow),
+      },
       telegramWebhook:
         config.TELEGRAM_UPDATES === 'webhook' && config.TELEGRAM_WEBHOOK_SECRET
           ? { bot, secret: config.TELEGRAM_WEBHOOK_SECRET, onBuyerError: (error) => replyFailed(error, log) }

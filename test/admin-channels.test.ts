@@ -175,7 +175,7 @@ describe('channels', () => {
   });
 
   it('refuses a new plan without its price, and a plan id of another channel, naming the field', async () => {
-    const other = (await request('POST', '/admin/channels', channel({ plans: [{ plan_id: 'theirs', title: 't', price_usd: '1', duration_days: 1 }] }))).json();
+    const other = (await request('POST', '/admin/channels', channel({ plans: [{ plan_id: 'theirs', title: 't', price_usd: '10', duration_days: 1 }] }))).json();
     const id = (await request('POST', '/admin/channels', channel())).json().open_channel_id;
     const res = await request('PATCH', `/admin/channels/${id}`, { plans: [{ title: 'no price', duration_days: 7 }, { plan_id: 'theirs', price_usd: '2' }] });
     expect(res.statusCode).toBe(400);
@@ -202,5 +202,21 @@ describe('channels', () => {
     expect(body.properties.open_channel_id.type).toBe('string');
     expect(doc.paths['/admin/channels/{open_channel_id}'].patch).toBeDefined();
     expect(doc.paths['/api/orders'].post).toBeDefined();
+  });
+});
+
+describe('payout settings ChangeNow cannot serve', () => {
+  it('refuses a threshold below ChangeNow\'s smallest swap, and an instant plan whose owner share is below it, naming the field', async () => {
+    // The sandbox ChangeNow's smallest swap is 0.001 ETH, 3 USDT at its rate.
+    const low = await request('POST', '/admin/channels', channel({ strategy: 'threshold', threshold_usd: '2' }));
+    expect(low.statusCode).toBe(400);
+    expect(low.json().message).toMatch(/^threshold_usd: must be at least 3 USD: ChangeNow's smallest swap/);
+    const cheap = await request('POST', '/admin/channels', channel({ plans: [{ plan_id: `cheap-${Date.now()}`, title: 'cheap', price_usd: '2', duration_days: 1 }] }));
+    expect(cheap.statusCode).toBe(400);
+    expect(cheap.json().message).toMatch(/^plans\.0\.price_usd: the owner's share \(1\.80 USD\) is below ChangeNow's smallest swap/);
+    const id = (await request('POST', '/admin/channels', channel())).json().open_channel_id;
+    const patch = await request('PATCH', `/admin/channels/${id}`, { strategy: 'threshold', threshold_usd: '1' });
+    expect(patch.statusCode).toBe(400);
+    expect(patch.json().problems[0].field).toBe('threshold_usd');
   });
 });

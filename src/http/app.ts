@@ -6,14 +6,17 @@ import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import { NotConfiguredError } from '../domain/errors.js';
 import type { IpnService } from '../intake/ipn.service.js';
 import type { OrderService } from '../orders/order.service.js';
+import type { PayoutTargetCheck } from '../payouts/payout-target-check.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
 import { registerOpenApi } from './plugins/openapi.js';
 import { adminChannelsRoutes } from './routes/admin-channels.route.js';
 import { adminIpnRoutes } from './routes/admin-ipn.route.js';
 import { adminPaymentsRoutes } from './routes/admin-payments.route.js';
+import { adminPayoutsRoutes, type AdminPayoutsDeps } from './routes/admin-payouts.route.js';
 import { healthRoutes } from './routes/health.route.js';
 import { ipnRoutes } from './routes/ipn.route.js';
 import { metricsRoutes } from './routes/metrics.route.js';
@@ -35,9 +38,19 @@ export interface AppDeps {
   orders: OrderService;
   /** The bot, when Telegram updates arrive by webhook. */
   telegramWebhook?: { bot: Bot; secret: string; onBuyerError(error: BotError): Promise<void> } | null;
+  /** Payout operations the HTTP layer cannot build itself (the node's word on a transaction, resuming a batch's job chain). */
+  payouts?: Pick<AdminPayoutsDeps, 'txStatus' | 'resumeBatch'> & { checkTarget?: PayoutTargetCheck };
   /** Extra routes the root adds (the sandbox's "play the buyer" endpoints); http never imports src/sandbox. */
   extraRoutes?: FastifyPluginAsync[];
 }
+
+/** An app built without the payout machinery (tests of other routes): reads work, actions say so. */
+const WITHOUT_PAYOUT_WORKERS: Pick<AdminPayoutsDeps, 'txStatus' | 'resumeBatch'> = {
+  txStatus: async () => ({ state: 'not asked: this process runs no payout workers' }),
+  resumeBatch: async () => {
+    throw new NotConfiguredError('this process runs no payout workers, so it cannot resume a batch');
+  },
+};
 
 /** The whole HTTP surface, built from its dependencies: the service listens on it, tests use app.inject. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -72,9 +85,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(successPageRoutes);
 
   // Owners, operators, monitoring.
-  await app.register(async (scope) => adminChannelsRoutes(scope, { pool, adminToken: config.ADMIN_TOKEN }));
+  await app.register(async (scope) => adminChannelsRoutes(scope, { pool, adminToken: config.ADMIN_TOKEN, ...(deps.payouts?.checkTarget && { checkPayoutTarget: deps.payouts.checkTarget }) }));
   await app.register(async (scope) => adminPaymentsRoutes(scope, { config, pool, engine: deps.engine }));
   await app.register(adminIpnRoutes, { pool, ipn: deps.ipn, adminToken: config.ADMIN_TOKEN });
+  await app.register(async (scope) => adminPayoutsRoutes(scope, { pool, adminToken: config.ADMIN_TOKEN, ...(deps.payouts ?? WITHOUT_PAYOUT_WORKERS) }));
   await app.register(metricsRoutes, { adminToken: config.ADMIN_TOKEN });
 
   for (const routes of deps.extraRoutes ?? []) await app.register(routes);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { Decimal } from 'decimal.js';
 import { gte } from '../domain/money.js';
 import { NotFoundError } from '../domain/errors.js';
 import { createNowPaymentsClient, type NowPaymentsClient } from '../nowpayments/client.js';
@@ -28,9 +29,13 @@ export async function startSandboxNowPayments(): Promise<SandboxNowPayments> {
   return { fake, client: createNowPaymentsClient({ baseUrl: fake.url, apiKey }), ipnSecret, stop: () => fake.close() };
 }
 
+/** The simulated buyer pays in ETH at this many USD per ETH; NowPayments keeps 0.5 % and forwards the rest (the outcome). */
+const SANDBOX_ETH_USD = '3000';
+const NOWPAYMENTS_KEEPS = '0.005';
+
 const payBody = z
   .object({
-    /** Pay less than asked to see the underpaid path (decimal string in the pay currency). */
+    /** Pay less than asked to see the underpaid path: the USD worth the buyer sends (decimal string). */
     actually_paid: z.string().regex(/^\d+(\.\d+)?$/, 'a decimal amount like "4.5"').optional(),
   })
   .optional()
@@ -67,8 +72,21 @@ export async function sandboxRoutes(app: FastifyInstance, deps: SandboxRouteDeps
       const callbackUrl = invoice.ipn_callback_url ?? deps.webhookUrl();
       const sent: Array<{ payment_status: PaymentStatus; http_status: number; answer: unknown }> = [];
       let paymentId: number | null = null;
+      // As the host's NowPayments account is set up: the buyer pays ETH, the outcome reaching the host wallet is ETH.
+      const inEth = (usd: string) => new Decimal(usd).div(SANDBOX_ETH_USD).toDecimalPlaces(8, Decimal.ROUND_UP).toFixed();
+      const payAmount = inEth(invoice.price_amount);
+      const actuallyPaid = paid === undefined ? payAmount : inEth(paid);
+      const outcomeAmount = new Decimal(actuallyPaid).times(new Decimal(1).minus(NOWPAYMENTS_KEEPS)).toDecimalPlaces(18, Decimal.ROUND_DOWN).toFixed();
       for (const status of sequence) {
-        const payment = fake.pay(invoice.id, { status, ...(paid !== undefined && status !== 'waiting' ? { actuallyPaid: paid } : {}) });
+        const arrived = status !== 'waiting';
+        const payment = fake.pay(invoice.id, {
+          status,
+          payCurrency: 'eth',
+          payAmount,
+          outcomeCurrency: 'eth',
+          actuallyPaid: arrived ? actuallyPaid : '0',
+          outcomeAmount: arrived ? outcomeAmount : '0',
+        });
         paymentId = payment.payment_id;
         const answer = await fake.sendIpn(payment, { callbackUrl });
         sent.push({ payment_status: status, http_status: answer.status, answer: safeJson(answer.body) });

@@ -4,12 +4,30 @@ import type pg from 'pg';
 import { z } from 'zod';
 import { createChannel, getChannel, listChannels, updateChannel } from '../../channels/channel-admin.service.js';
 import { channelIdSchema, channelViewSchema, createChannelSchema, patchChannelSchema } from '../../channels/channel.schema.js';
+import { InvalidInputError } from '../../domain/errors.js';
+import type { PayoutTargetCheck } from '../../payouts/payout-target-check.js';
 import { adminAuth } from '../plugins/admin-auth.js';
 import { HttpError } from '../plugins/error-handler.js';
 
 export interface AdminChannelsDeps {
   pool: pg.Pool;
   adminToken: string | undefined;
+  /** Asks ChangeNow whether the owner's payout settings can be served (absent: not checked). */
+  checkPayoutTarget?: PayoutTargetCheck;
+}
+
+/** Refuses settings ChangeNow cannot pay out, naming the field, before anything is saved. */
+async function checkTarget(deps: AdminChannelsDeps, c: { currency: string; network: string; strategy: 'instant' | 'threshold'; threshold_usd: string | null; platform_fee_percent: string; plans: { price_usd: string; active?: boolean }[] }) {
+  if (!deps.checkPayoutTarget) return;
+  const problems = await deps.checkPayoutTarget({
+    currency: c.currency,
+    network: c.network,
+    strategy: c.strategy,
+    thresholdUsd: c.threshold_usd,
+    feePercent: c.platform_fee_percent,
+    plans: c.plans.flatMap((p, i) => (p.active === false ? [] : [{ field: `plans.${i}.price_usd`, priceUsd: p.price_usd }])),
+  });
+  if (problems.length) throw new InvalidInputError(problems);
 }
 
 const errorSchema = z.object({ error: z.string(), message: z.string() }).loose();
@@ -34,7 +52,10 @@ export async function adminChannelsRoutes(app: FastifyInstance, deps: AdminChann
             response: { 201: channelViewSchema, ...errors },
           },
         },
-        async (request, reply) => reply.status(201).send(await createChannel(deps.pool, request.body)),
+        async (request, reply) => {
+          await checkTarget(deps, { ...request.body, threshold_usd: request.body.threshold_usd ?? null, platform_fee_percent: request.body.platform_fee_percent ?? '0' });
+          return reply.status(201).send(await createChannel(deps.pool, request.body));
+        },
       );
 
       r.get(
@@ -80,7 +101,21 @@ export async function adminChannelsRoutes(app: FastifyInstance, deps: AdminChann
             response: { 200: channelViewSchema, ...errors },
           },
         },
-        async (request) => updateChannel(deps.pool, request.params.open_channel_id, request.body),
+        async (request) => {
+          const current = await getChannel(deps.pool, request.params.open_channel_id);
+          if (current) {
+            const patch = request.body;
+            await checkTarget(deps, {
+              currency: patch.currency ?? current.currency,
+              network: patch.network ?? current.network,
+              strategy: patch.strategy ?? current.strategy,
+              threshold_usd: patch.threshold_usd !== undefined ? patch.threshold_usd : current.threshold_usd,
+              platform_fee_percent: patch.platform_fee_percent ?? current.platform_fee_percent,
+              plans: current.plans.map((p) => ({ price_usd: patch.plans?.find((q) => q.plan_id === p.plan_id)?.price_usd ?? p.price_usd, active: p.active })),
+            });
+          }
+          return updateChannel(deps.pool, request.params.open_channel_id, request.body);
+        },
       );
     },
     { prefix: '/admin' },

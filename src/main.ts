@@ -1,6 +1,6 @@
 import closeWithGrace from 'close-with-grace';
 import { ConfigError, loadConfig } from './config.js';
-import { createLogger } from './logger.js';
+import { configSecrets, createLogger } from './logger.js';
 import { startService } from './service.js';
 
 let config;
@@ -14,7 +14,7 @@ try {
   throw error;
 }
 
-const log = createLogger(config.LOG_LEVEL);
+const log = createLogger(config.LOG_LEVEL, { secrets: configSecrets(config) });
 const service = await startService(config, log);
 log.info({ url: `http://${config.HOST}:${service.app.server.address() && typeof service.app.server.address() === 'object' ? (service.app.server.address() as { port: number }).port : config.PORT}` }, 'TelePay Engine is up');
 

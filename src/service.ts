@@ -21,6 +21,7 @@ import { openDatabase, type Database } from './persistence/database.js';
 import { backfillPaymentViews } from './persistence/backfill-views.js';
 import { migrate } from './persistence/migrate.js';
 import { createBoss, ensureQueues } from './persistence/queues.js';
+import { addLogSecrets, configSecrets } from './logger.js';
 import { resolveRuntime, StartupError, type Runtime } from './runtime.js';
 import { createHostWallet, type HostWallet } from './providers/chain/host-wallet.js';
 import { createChangeNowClient, type ChangeNowClient } from './providers/changenow/changenow.client.js';
@@ -83,10 +84,13 @@ function closers(log: Logger) {
 }
 
 export async function startService(config: Config, log: Logger, options: ServiceOptions = {}): Promise<Service> {
+  // Every secret the configuration holds is scrubbed from every log line, provider errors included.
+  addLogSecrets(log, configSecrets(config));
   const stops = closers(log);
   try {
     let listeningUrl = '';
     const runtime = resolveRuntime(config, log, () => listeningUrl);
+    addLogSecrets(log, [runtime.statusTokenSecret]);
     let remindersMs: number[];
     try {
       remindersMs = parseReminders(config.SUBSCRIPTION_REMINDERS);
@@ -128,6 +132,7 @@ export async function startService(config: Config, log: Logger, options: Service
       throw new StartupError(`${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} required to pay channel owners (ChangeNow swaps sent by the host wallet); set ${missing.length < 3 ? 'all three' : 'them'}, or none of them outside production for the sandbox.`);
     }
     const sandboxPayouts = missing.length === 3 ? await startSandboxPayouts({ log }) : null;
+    addLogSecrets(log, [sandboxNowPayments?.ipnSecret, sandboxPayouts?.hostPrivateKey, sandboxPayouts?.changeNow.apiKey]);
     if (sandboxPayouts) stops.add(() => sandboxPayouts.stop());
 
     // Database, schema, queues, the engine.

@@ -27,7 +27,7 @@ beforeAll(async () => {
     { plan_id: 'month', title: '1 month', price_usd: '9.99', duration_days: 30 },
     { plan_id: 'old', title: 'old', price_usd: '5', duration_days: 30, active: false },
   ] })).statusCode).toBe(201);
-  expect((await create({ ...base, open_channel_id: '-1002', closed_channel_id: '-2002', plans: [{ plan_id: 'other', title: 'x', price_usd: '1', duration_days: 1 }] })).statusCode).toBe(201);
+  expect((await create({ ...base, open_channel_id: '-1002', closed_channel_id: '-2002', plans: [{ plan_id: 'other', title: 'x', price_usd: '10', duration_days: 1 }] })).statusCode).toBe(201);
 });
 afterAll(async () => {
   await t?.close();

@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { sanitizeText } from '../domain/text.js';
+import { isDataError } from '../persistence/database.js';
 
 // ipn_deliveries: every verified IPN as it arrived (migrations/004). Stored before anything acts on it.
 
@@ -6,7 +8,15 @@ export type DeliveryStatus = 'received' | 'applied' | 'duplicate' | 'parked' | '
 
 export interface NewDelivery {
   bodyHash: string;
+  /** The request body, decoded as strict UTF-8 (so it is the exact bytes). */
   rawBody: string;
+  /**
+   * JSON text for the queryable jsonb copy: the raw body itself when Postgres can take it (numbers stay
+   * exact), else a sanitised re-serialisation (see sanitizeJson).
+   */
+  jsonBody: string;
+  /** Used when Postgres refuses `jsonBody` (a \u0000 escape, a lone surrogate, a number beyond numeric). */
+  sanitisedJsonBody: () => string;
   paymentId: string | null;
   paymentStatus: string | null;
 }
@@ -18,10 +28,27 @@ export interface StoredDelivery {
   inserted: boolean;
 }
 
-// jsonb refuses \u0000, which JSON allows; the queryable copy drops it, raw_body keeps the exact bytes.
-const jsonbSafe = (raw: string): string => (raw.includes('\\u0000') ? raw.replace(/\\u0000/g, '') : raw);
-
+// What a verified body becomes in the two columns, whatever it contains:
+// - raw_body (text) is the body as received. A body JSON.parse accepted holds no raw U+0000 (JSON forbids
+//   unescaped control characters; NUL exists there only as the six characters `\u0000`, which text stores
+//   fine), and the route decodes strictly as UTF-8 (so no lone surrogate and no replaced byte), hence it
+//   is the exact bytes. A NUL that got here anyway would be written as that same six-character escape.
+// - body (jsonb) is for queries only. jsonb refuses `\u0000`, unpaired surrogate escapes and numbers
+//   beyond numeric, which JSON allows; then the copy is re-serialised with U+FFFD (null for a number) in
+//   their place, and the service parks the delivery when text was replaced (see ipn.service.ts). The old
+//   textual `\u0000` removal turned the text `\\u0000` into invalid JSON, and every re-send failed again.
+// Storing therefore fails only when the database does: never because of the body.
 export async function storeDelivery(pool: pg.Pool, d: NewDelivery): Promise<StoredDelivery> {
+  const rawBody = d.rawBody.includes('\u0000') ? d.rawBody.replaceAll('\u0000', '\\u0000') : d.rawBody;
+  try {
+    return await insertDelivery(pool, d, rawBody, d.jsonBody);
+  } catch (error) {
+    if (!isDataError(error)) throw error;
+    return insertDelivery(pool, d, rawBody, d.sanitisedJsonBody());
+  }
+}
+
+async function insertDelivery(pool: pg.Pool, d: NewDelivery, rawBody: string, jsonBody: string): Promise<StoredDelivery> {
   const { rows } = await pool.query<{ id: string; status: DeliveryStatus; inserted: boolean }>(
     `WITH ins AS (
        INSERT INTO ipn_deliveries (body_hash, raw_body, body, payment_id, payment_status)
@@ -32,7 +59,7 @@ export async function storeDelivery(pool: pg.Pool, d: NewDelivery): Promise<Stor
      UNION ALL
      SELECT id, status, false FROM ipn_deliveries WHERE body_hash = $1
      LIMIT 1`,
-    [d.bodyHash, d.rawBody, jsonbSafe(d.rawBody), d.paymentId, d.paymentStatus],
+    [d.bodyHash, rawBody, jsonBody, d.paymentId, d.paymentStatus],
   );
   const row = rows[0] ?? (await findByHash(pool, d.bodyHash));
   if (!row) throw new Error('ipn delivery neither inserted nor found');
@@ -64,7 +91,7 @@ export async function markDelivery(pool: pg.Pool, id: string, u: DeliveryUpdate)
             applied_version = coalesce($5, applied_version), payment_id = coalesce(payment_id, $6),
             attempts = attempts + 1, updated_at = now()
       WHERE id = $1 AND ${RANK.replace('%s', 'status')} <= ${RANK.replace('%s', '$2::text')}`,
-    [id, u.status, u.problem ?? null, u.eventType ?? null, u.appliedVersion ?? null, u.paymentId ?? null],
+    [id, u.status, u.problem == null ? null : sanitizeText(u.problem).slice(0, 4000), u.eventType ?? null, u.appliedVersion ?? null, u.paymentId ?? null],
   );
 }
 

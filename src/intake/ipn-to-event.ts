@@ -1,5 +1,5 @@
 import type { NpEvent, NpFacts } from '../machines/payment.events.js';
-import { parseIpn, type Ipn } from '../nowpayments/ipn.schema.js';
+import { parseIpn, paymentIdOf, type Ipn } from '../nowpayments/ipn.schema.js';
 
 // One mapping from "what NowPayments told us" to a machine event, used by the IPN endpoint and by
 // reconciliation alike, so a payment healed by reconciliation is indistinguishable from one whose IPN
@@ -33,11 +33,7 @@ export function mapIpnBody(body: unknown): IpnMapping {
   return { ok: true, ...ipnToEvent(parsed.ipn) };
 }
 
-// Best effort for the parked row only: a digit string or a safe integer, else null.
+// Best effort for the parked row only: the id normalised as parseIpn would, else null.
 function loosePaymentId(body: unknown): string | null {
-  if (typeof body !== 'object' || body === null || !('payment_id' in body)) return null;
-  const id = body.payment_id;
-  if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) return String(id);
-  if (typeof id === 'string' && /^\d{1,40}$/.test(id)) return id;
-  return null;
+  return paymentIdOf(body);
 }

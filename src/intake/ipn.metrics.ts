@@ -4,11 +4,11 @@ import { Counter, Histogram } from 'prom-client';
 // process: a second registration of the same name throws, and several services in one test process
 // share them, so tests compare deltas.
 
-export type IpnRejectReason = 'missing_signature' | 'bad_signature' | 'malformed_json' | 'not_an_object' | 'too_large';
+export type IpnRejectReason = 'missing_signature' | 'bad_signature' | 'malformed_json' | 'forbidden_key' | 'not_an_object' | 'too_deep' | 'too_large';
 
 export const ipnRejected = new Counter({
   name: 'telepay_ipn_rejected_total',
-  help: 'IPN requests refused before storing: no or bad signature, malformed or oversized body.',
+  help: 'IPN requests refused before storing: no or bad signature; malformed, oversized, too deep, or a __proto__ key.',
   labelNames: ['reason'] as const,
 });
 

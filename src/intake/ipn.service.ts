@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { findJsonProblem, sanitizeJson } from '../domain/text.js';
 import type { Engine } from '../persistence/apply-event.js';
+import { isDataError, isDatabaseUnavailable } from '../persistence/database.js';
 import { getDelivery, markDelivery, storeDelivery } from './ipn-deliveries.repo.js';
-import { mapIpnBody } from './ipn-to-event.js';
+import { mapIpnBody, type IpnMapping } from './ipn-to-event.js';
 import { ipnProcessed } from './ipn.metrics.js';
 
 // What happens to a verified IPN: store it as received (deduped by the hash of its bytes), then map
@@ -11,12 +13,16 @@ import { ipnProcessed } from './ipn.metrics.js';
 //
 // Outcomes and why:
 // - applied / duplicate: the machine took it, or already had it (replay, stale status).
-// - parked: verified but not understood (unknown status, unusable payment_id). Answering 4xx/5xx would make
-//   NowPayments retry a body that will never parse; we keep it and answer 200. An operator resumes it
-//   with replayDelivery(id) once the cause is fixed (a parser update, or the data explained).
-// - stored: kept, but applying it threw (database hiccup, a missing queue). We hold the body, so we answer
-//   200 rather than make NowPayments retry forever; reconciliation re-applies stored-but-unapplied
-//   deliveries, and an identical re-send re-applies it at once. Only a failure to *store* is a 5xx.
+// - parked: verified but never applicable as it stands, with the reason in `problem`: not understood
+//   (unknown status, unusable payment_id, a field too long), text Postgres cannot hold (NUL, an unpaired
+//   surrogate, anywhere in the body), an order_id other than the one the payment already has (both are
+//   named), or applying it failed in a way that fails again every time (Postgres refused a value, the
+//   machine threw on it). Answering 4xx/5xx would make NowPayments retry a body that will never apply; we
+//   keep it and answer 200. An operator resumes it with replayDelivery(id) once the cause is fixed.
+// - stored: kept, but applying it failed for a reason of the moment (database hiccup, a missing queue).
+//   We hold the body, so we answer 200 rather than make NowPayments retry forever; reconciliation
+//   re-applies stored-but-unapplied deliveries, and an identical re-send re-applies it at once. Only a
+//   failure to *store* (the database unreachable) is a 5xx: whatever a body contains, it can be stored.
 
 export type IpnOutcome =
   | { status: 'applied' | 'duplicate'; deliveryId: string; paymentId: string | null; /** null when answered from the stored delivery. */ version: number | null }
@@ -39,22 +45,46 @@ export interface IpnService {
 export function createIpnService(deps: IpnServiceDeps): IpnService {
   const { pool, engine, log } = deps;
 
-  async function apply(deliveryId: string, body: unknown, source: string): Promise<IpnOutcome> {
-    const mapping = mapIpnBody(body);
-    if (!mapping.ok) {
-      await markDelivery(pool, deliveryId, { status: 'parked', problem: mapping.problem, paymentId: mapping.paymentId });
-      log.warn({ deliveryId, paymentId: mapping.paymentId, problem: mapping.problem }, 'verified IPN parked: it cannot be understood; resume with replayDelivery');
-      ipnProcessed.inc({ outcome: 'parked' });
-      return { status: 'parked', deliveryId, paymentId: mapping.paymentId, problem: mapping.problem };
-    }
+  async function park(deliveryId: string, paymentId: string | null, problem: string, eventType: string | null = null): Promise<IpnOutcome> {
+    await markDelivery(pool, deliveryId, { status: 'parked', problem, paymentId, eventType });
+    log.warn({ deliveryId, paymentId, problem }, 'verified IPN parked: it cannot be applied as it stands; resume with replayDelivery');
+    ipnProcessed.inc({ outcome: 'parked' });
+    return { status: 'parked', deliveryId, paymentId, problem };
+  }
+
+  /** Why this IPN must not touch the payment it names: it carries another order_id than the payment has. */
+  async function orderConflict(paymentId: string, orderId: string | null | undefined): Promise<string | null> {
+    if (!orderId) return null;
+    const { rows } = await pool.query<{ order_id: string | null }>({
+      name: 'ipn-payment-order',
+      text: `SELECT coalesce(order_id, view->>'orderId') AS order_id FROM payments WHERE payment_id = $1`,
+      values: [paymentId],
+    });
+    const known = rows[0]?.order_id;
+    if (!known || known === orderId) return null;
+    return `order_id ${JSON.stringify(orderId)} differs from order_id ${JSON.stringify(known)} of payment ${paymentId}; the payment is unchanged`;
+  }
+
+  async function apply(deliveryId: string, body: unknown, source: string, mapping: IpnMapping = mapIpnBody(body)): Promise<IpnOutcome> {
+    if (!mapping.ok) return park(deliveryId, mapping.paymentId, mapping.problem);
     const { paymentId, event } = mapping;
+    // Text Postgres cannot hold in a field the event does not carry: the body is kept (sanitised in the
+    // queryable copy), but a NowPayments body with a NUL in it needs a person before it moves money.
+    const unsafe = findJsonProblem(body, '');
+    if (unsafe) return park(deliveryId, paymentId, `${unsafe.field}: ${unsafe.message}`, event.type);
     try {
+      const conflict = await orderConflict(paymentId, event.facts.orderId);
+      if (conflict) return park(deliveryId, paymentId, conflict, event.type);
       const result = await engine.applyEvent(paymentId, event, { source });
       await markDelivery(pool, deliveryId, { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId });
       log.info({ deliveryId, paymentId, event: event.type, outcome: result.outcome, state: result.state, source }, 'IPN applied');
       ipnProcessed.inc({ outcome: result.outcome });
       return { status: result.outcome, deliveryId, paymentId, version: result.version };
     } catch (error) {
+      if (alwaysFails(error)) {
+        log.error({ deliveryId, paymentId, err: error }, 'applying a verified IPN fails for this body every time; parked');
+        return park(deliveryId, paymentId, `applying ${event.type} failed and would fail again: ${(error as Error).message}`, event.type);
+      }
       const problem = `applying ${event.type} failed: ${(error as Error).message}`;
       log.error({ deliveryId, paymentId, err: error }, 'IPN stored but applying it failed; reconciliation will re-apply it');
       await markDelivery(pool, deliveryId, { status: 'failed', problem, eventType: event.type, paymentId }).catch((err: unknown) =>
@@ -68,9 +98,14 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
   return {
     async receive(raw, body) {
       const mapping = mapIpnBody(body);
+      const rawBody = raw.toString('utf8');
+      const sanitised = () => JSON.stringify(sanitizeJson(body));
       const stored = await storeDelivery(pool, {
         bodyHash: createHash('sha256').update(raw).digest('hex'),
-        rawBody: raw.toString('utf8'),
+        rawBody,
+        // The raw text keeps numbers exact; text jsonb would refuse goes straight to the sanitised copy.
+        jsonBody: findJsonProblem(body, '') ? sanitised() : rawBody,
+        sanitisedJsonBody: sanitised,
         paymentId: mapping.paymentId,
         paymentStatus: mapping.ok ? mapping.event.type.slice(3) : null,
       });
@@ -82,14 +117,28 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
           ? { status: 'parked', deliveryId: stored.id, paymentId: mapping.paymentId, problem: mapping.ok ? 'parked earlier' : mapping.problem }
           : { status: 'duplicate', deliveryId: stored.id, paymentId: mapping.paymentId, version: null };
       }
-      return apply(stored.id, body, 'ipn');
+      return apply(stored.id, body, 'ipn', mapping);
     },
 
     async replayDelivery(id, source = 'replay') {
       const row = await getDelivery(pool, id);
       if (!row) throw new Error(`no IPN delivery ${id}`);
       // raw_body, not the jsonb copy: a payment_id above 2^53 is only exact in the original text.
-      return apply(row.id, JSON.parse(row.raw_body) as unknown, source);
+      let body: unknown;
+      try {
+        body = JSON.parse(row.raw_body);
+      } catch {
+        return park(row.id, row.payment_id, 'the stored raw body is not valid JSON');
+      }
+      return apply(row.id, body, source);
     },
   };
+}
+
+// Applying failed in a way a retry repeats: Postgres refused a value of this body (isDataError), or the
+// code threw on it (TypeError, RangeError). A lost connection, a deadlock or a raised exception of the
+// moment is not such a failure: that delivery stays "failed" and reconciliation tries again.
+function alwaysFails(error: unknown): boolean {
+  if (isDatabaseUnavailable(error)) return false;
+  return isDataError(error) || error instanceof TypeError || error instanceof RangeError;
 }

@@ -51,7 +51,17 @@ export function invoiceBody(request: InvoiceRequest): string {
 
 export function createNowPaymentsClient(options: { baseUrl: string; apiKey: string; timeoutMs?: number }): NowPaymentsClient {
   const base = options.baseUrl.replace(/\/+$/, '');
+  // An error body may echo the key we sent ("Invalid api key: ..."); our errors never carry it on.
+  const withoutKey = (text: string) => (options.apiKey.length > 0 ? text.split(options.apiKey).join('[Redacted]') : text);
   async function call(method: 'GET' | 'POST', path: string, body?: string): Promise<unknown> {
+    try {
+      return await request(method, path, body);
+    } catch (error) {
+      if (error instanceof NowPaymentsError) throw new NowPaymentsError(withoutKey(error.message), error.status);
+      throw error;
+    }
+  }
+  async function request(method: 'GET' | 'POST', path: string, body?: string): Promise<unknown> {
     let response: Response;
     try {
       response = await fetch(`${base}${path}`, {

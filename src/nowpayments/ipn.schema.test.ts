@@ -118,3 +118,34 @@ describe('parseIpn', () => {
     expect(error('finished')).toMatch(/^\(body\): /);
   });
 });
+
+describe('parseIpn: text and numbers Postgres could never take are refused here, naming the field', () => {
+  it('NUL and unpaired surrogates in text fields', () => {
+    expect(error({ ...asNumbers, order_id: 'a\u0000b' })).toBe('order_id: must not contain a NUL character (U+0000)');
+    expect(error({ ...asNumbers, pay_currency: '\udfff' })).toMatch(/^pay_currency: must not contain an unpaired UTF-16 surrogate/);
+    expect(error({ ...asNumbers, invoice_id: 'x\ud800' })).toMatch(/^invoice_id: /);
+    // The text \u0000 (backslash, u, four digits) is ordinary text.
+    expect(ok({ ...asNumbers, order_id: 'a\\u0000b' }).order_id).toBe('a\\u0000b');
+    // A surrogate pair is fine.
+    expect(ok({ ...asNumbers, order_id: 'ord_\ud83d\ude00' }).order_id).toBe('ord_\ud83d\ude00');
+  });
+
+  it('bounded text: an order_id above 200 characters, other text above 1000', () => {
+    expect(error({ ...asNumbers, order_id: 'x'.repeat(201) })).toBe('order_id: is longer than 200 characters');
+    expect(error({ ...asNumbers, pay_address: 'x'.repeat(1001) })).toBe('pay_address: is longer than 1000 characters');
+  });
+
+  it('ids written as strings are the same id as the number: spaces, leading zeros, ".0"', () => {
+    for (const id of ['5077125051', ' 5077125051 ', '05077125051', '5077125051.0', '5.077125051e9']) {
+      expect(ok({ ...asNumbers, payment_id: id }).payment_id, id).toBe('5077125051');
+    }
+    expect(error({ ...asNumbers, payment_id: '5077125051.5' })).toMatch(/^payment_id: /);
+    expect(error({ ...asNumbers, payment_id: '+5' })).toMatch(/^payment_id: /);
+  });
+
+  it('amounts written as strings with spaces are the same amount; an empty string is no amount (null)', () => {
+    expect(ok({ ...asNumbers, actually_paid: ' 180.10 ' }).actually_paid).toBe('180.1');
+    const blank = ok({ ...asNumbers, actually_paid: '', parent_payment_id: '', invoice_id: '', purchase_id: ' ', updated_at: '' });
+    expect(blank).toMatchObject({ actually_paid: null, parent_payment_id: null, invoice_id: null, purchase_id: null, updated_at: null });
+  });
+});

@@ -1,5 +1,6 @@
 import { Decimal } from 'decimal.js';
 import { z } from 'zod';
+import { safeText } from '../domain/text.js';
 import { NP_STATUSES, type NpStatus } from '../machines/payment.events.js';
 
 // NowPayments sends ids and amounts sometimes as JSON numbers, sometimes as strings, and fields are
@@ -11,7 +12,9 @@ export const PAYMENT_STATUSES = NP_STATUSES;
 export type PaymentStatus = NpStatus;
 
 // Ids are 10-11 digit integers today. A number above 2^53 has already been rounded by JSON.parse, so we
-// reject it rather than store a different id; a string keeps every digit.
+// reject it rather than store a different id; a string keeps every digit. A string is read as the number
+// it spells, so "5077125051", " 5077125051", "05077125051" and "5077125051.0" are the payment 5077125051
+// sent as the number 5077125051 is: one payment, however NowPayments chose to write it.
 const idString = z
   .union([z.number(), z.string()], {
     error: (issue) => (issue.input === undefined ? 'required' : 'expected an integer id (number or digit string)'),
@@ -22,7 +25,8 @@ const idString = z
       ctx.issues.push({ code: 'custom', input: value, message: 'id is not a non-negative integer below 2^53' });
       return z.NEVER;
     }
-    if (/^\d{1,40}$/.test(value)) return value;
+    const exact = toExactDecimal(value.trim());
+    if (exact !== undefined && /^\d{1,40}$/.test(exact)) return exact;
     ctx.issues.push({ code: 'custom', input: value, message: 'id must be a string of digits' });
     return z.NEVER;
   });
@@ -30,7 +34,7 @@ const idString = z
 // invoice_id and purchase_id are only echoed back and correlated, so any string is kept; a number still
 // has to be a safe integer for the same reason as above.
 const looseId = z
-  .union([z.number(), z.string().min(1).max(100)], { error: 'expected an id (number or string)' })
+  .union([z.number(), safeText().min(1).max(100)], { error: 'expected an id (number or string of 1 to 100 characters)' })
   .transform((value, ctx) => {
     if (typeof value === 'string') return value;
     if (Number.isSafeInteger(value)) return String(value);
@@ -58,7 +62,7 @@ function toExactDecimal(text: string): string | undefined {
 const decimalString = z
   .union([z.number(), z.string()], { error: 'expected an amount (number or decimal string)' })
   .transform((value, ctx) => {
-    const text = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : '') : value;
+    const text = typeof value === 'number' ? (Number.isFinite(value) ? String(value) : '') : value.trim();
     const exact = toExactDecimal(text);
     if (exact !== undefined) return exact;
     ctx.issues.push({ code: 'custom', input: value, message: `not a decimal amount: ${JSON.stringify(value)}` });
@@ -67,37 +71,51 @@ const decimalString = z
 
 // Timestamps arrive as ISO strings or as epoch milliseconds; we keep them as given, as text.
 const timestampString = z
-  .union([z.string(), z.number()], { error: 'expected a timestamp (string or number)' })
+  .union([safeText().max(100), z.number()], { error: 'expected a timestamp (string of at most 100 characters, or number)' })
   .transform((value) => String(value));
 
-const optionalText = z.string().nullish();
+// Text the engine keeps (in the snapshot, the journal, indexed columns): storable by Postgres and bounded,
+// so a verified body that could never be written is parked here, naming the field, instead of failing in
+// the database on every retry. An order_id is ours (at most 200 characters, as the status API accepts).
+const optionalText = safeText().max(1000, 'is longer than 1000 characters').nullish();
+const orderIdText = safeText().max(200, 'is longer than 200 characters').nullish();
+
+// An empty string for an optional id or amount means "not given", as null does.
+const blankAsNull = <T extends z.ZodType>(schema: T) => z.preprocess((value) => (typeof value === 'string' && value.trim() === '' ? null : value), schema.nullish());
 
 export const ipnSchema = z
   .object({
     payment_id: idString,
-    parent_payment_id: idString.nullish(),
-    invoice_id: looseId.nullish(),
+    parent_payment_id: blankAsNull(idString),
+    invoice_id: blankAsNull(looseId),
     payment_status: z.enum(PAYMENT_STATUSES, {
       error: (issue) =>
         issue.input === undefined ? 'required' : `unknown payment status ${JSON.stringify(issue.input)}`,
     }),
-    order_id: optionalText,
+    order_id: orderIdText,
     pay_address: optionalText,
-    price_amount: decimalString.nullish(),
+    price_amount: blankAsNull(decimalString),
     price_currency: optionalText,
-    pay_amount: decimalString.nullish(),
-    actually_paid: decimalString.nullish(),
+    pay_amount: blankAsNull(decimalString),
+    actually_paid: blankAsNull(decimalString),
     pay_currency: optionalText,
-    outcome_amount: decimalString.nullish(),
+    outcome_amount: blankAsNull(decimalString),
     outcome_currency: optionalText,
-    purchase_id: looseId.nullish(),
-    updated_at: timestampString.nullish(),
+    purchase_id: blankAsNull(looseId),
+    updated_at: blankAsNull(timestampString),
   })
   // Keep unknown keys (fee, payment_extra_ids, actually_paid_at_fiat, ...): NowPayments adds fields
   // without notice and we store the body for audit.
   .loose();
 
 export type Ipn = z.infer<typeof ipnSchema>;
+
+/** The payment id a body names, normalised as parseIpn would, or null (for a body parked as a whole). */
+export function paymentIdOf(body: unknown): string | null {
+  if (typeof body !== 'object' || body === null || !Object.prototype.hasOwnProperty.call(body, 'payment_id')) return null;
+  const parsed = idString.safeParse((body as { payment_id: unknown }).payment_id);
+  return parsed.success ? parsed.data : null;
+}
 
 export type ParseIpnResult = { ok: true; ipn: Ipn } | { ok: false; error: string };
 

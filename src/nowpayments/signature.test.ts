@@ -169,3 +169,32 @@ describe('verifyIpnSignature', () => {
     expect(verifyIpnSignature([parse()], signIpn(parse(), SECRET), SECRET)).toBe(false);
   });
 });
+
+describe('keys a signature must cover, and bodies it must not recurse into', () => {
+  it('a "__proto__" key added to a signed body breaks every form (it is part of the canonical string)', () => {
+    const signed = parse();
+    for (const form of ['recursive', 'recursive-ascii', 'js-sample'] as const) {
+      const header = signIpn(signed, SECRET, form);
+      // JSON.parse makes "__proto__" an own key, as it arrives on the wire.
+      const tampered = JSON.parse(RAW.replace('{', '{"__proto__": {"actually_paid": 999999},')) as Record<string, unknown>;
+      expect(Object.prototype.hasOwnProperty.call(tampered, '__proto__')).toBe(true);
+      expect(verifyIpnSignature(tampered, header, SECRET), form).toBe(false);
+      // Nested too (the js-sample form used to rebuild objects with `{}` assignment, which dropped it).
+      const nested = JSON.parse(RAW.replace('"fee": {', '"fee": {"__proto__": {"x": 1},')) as Record<string, unknown>;
+      expect(verifyIpnSignature(nested, header, SECRET), `${form} nested`).toBe(false);
+    }
+    expect(canonicalString(JSON.parse('{"__proto__":{"a":1},"b":2}'), 'js-sample')).toBe('{"__proto__":{"a":1},"b":2}');
+  });
+
+  it('a body nested deeper than 32 levels has no canonical form: no stack overflow, verification fails closed', () => {
+    const depth = 100_000;
+    const body = JSON.parse(`{"payment_id":1,"x":${'['.repeat(depth)}${']'.repeat(depth)}}`) as unknown;
+    expect(canonicalForms(body)).toEqual([]);
+    expect(canonicalString(body, 'js-sample')).toBeUndefined();
+    expect(verifyIpnSignature(body, 'a'.repeat(128), SECRET)).toBe(false);
+    expect(() => signIpn(body, SECRET)).toThrow(TypeError);
+    // 32 levels (the top object included) still have their forms.
+    const ok = JSON.parse(`{"x":${'['.repeat(31)}${']'.repeat(31)}}`) as unknown;
+    expect(verifyIpnSignature(ok, signIpn(ok, SECRET, 'js-sample'), SECRET)).toBe(true);
+  });
+});

@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { jsonDepth, MAX_JSON_DEPTH } from '../domain/text.js';
 
 // NowPayments signs an IPN with hex HMAC-SHA512 (key: the IPN secret) over "the body with keys sorted",
 // but its own samples disagree on what that string is, so we accept every documented form. Each form is
@@ -9,6 +10,11 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 // string with JSON.stringify of its own values, so a JS round trip (parse, then stringify) reproduces it:
 // a double's shortest representation parses back to the same double and prints the same way. We never
 // HMAC the raw bytes because NowPayments does not send them sorted.
+//
+// Every key of the body is covered by every form: canonical strings are built from own keys only and
+// never by assigning into a plain `{}` (where a "__proto__" key would set the prototype and vanish from the
+// signed string, so an extra key could ride along on a genuine signature). Bodies nested deeper than
+// MAX_JSON_DEPTH have no canonical form at all (verification fails closed; the recursion stays bounded).
 
 export type SignatureForm = 'recursive' | 'recursive-ascii' | 'js-sample' | 'legacy';
 
@@ -53,6 +59,7 @@ function escapeNonAscii(json: string): string {
 // The current official JS sample, reproduced on purpose including its quirk: `reduce(..., {})` turns an
 // array into an object keyed "0", "1", ... (and `[]` into `{}`), and the result goes through
 // JSON.stringify, so integer-like keys come out in numeric order.
+// The accumulator has no prototype, so "__proto__" is an ordinary own key there and stays in the string.
 function jsSampleSort(obj: Record<string, unknown> | unknown[]): Record<string, Json> {
   return Object.keys(obj).sort().reduce<Record<string, Json>>((result, key) => {
     const value = (obj as Record<string, unknown>)[key];
@@ -60,7 +67,7 @@ function jsSampleSort(obj: Record<string, unknown> | unknown[]): Record<string, 
       ? jsSampleSort(value as Record<string, unknown>)
       : value) as Json;
     return result;
-  }, {});
+  }, Object.create(null) as Record<string, Json>);
 }
 
 // `JSON.stringify(p, Object.keys(p).sort())`: a replacer array is an allow-list applied at every depth,
@@ -78,7 +85,11 @@ function isFlat(body: Record<string, unknown>): boolean {
 }
 
 export function canonicalString(body: unknown, form: SignatureForm): string | undefined {
-  if (!isPlainObject(body)) return undefined;
+  if (!isPlainObject(body) || jsonDepth(body) > MAX_JSON_DEPTH) return undefined;
+  return canonical(body, form);
+}
+
+function canonical(body: Record<string, unknown>, form: SignatureForm): string | undefined {
   switch (form) {
     case 'recursive':
       return stringifySorted(body);
@@ -96,12 +107,12 @@ export function canonicalString(body: unknown, form: SignatureForm): string | un
 // Every string we are willing to check a signature against. Empty for anything but a JSON object: an IPN
 // is always an object, and an empty list makes verification fail closed.
 export function canonicalForms(body: unknown): string[] {
-  if (!isPlainObject(body)) return [];
+  if (!isPlainObject(body) || jsonDepth(body) > MAX_JSON_DEPTH) return [];
   const forms: SignatureForm[] = ['recursive', 'recursive-ascii', 'js-sample'];
   if (isFlat(body)) forms.push('legacy');
   const out = new Set<string>();
   for (const form of forms) {
-    const s = canonicalString(body, form);
+    const s = canonical(body, form);
     if (s !== undefined) out.add(s);
   }
   return [...out];
@@ -115,7 +126,7 @@ function hmac(data: string, secret: string): Buffer {
 // refuse (legacy on a nested body), so tests can show that it is refused.
 export function signIpn(body: unknown, secret: string, form: SignatureForm = 'recursive'): string {
   const s = canonicalString(body, form);
-  if (s === undefined) throw new TypeError('an IPN body must be a JSON object');
+  if (s === undefined) throw new TypeError(`an IPN body must be a JSON object nested at most ${MAX_JSON_DEPTH} levels deep`);
   return hmac(s, secret).toString('hex');
 }
 

@@ -4,6 +4,7 @@ import type { PaymentEvent } from '../machines/payment.events.js';
 import { initialSnapshot, persist, restore, step, type Effect, type PaymentSnapshot } from '../machines/payment.step.js';
 import { viewOf, type SummaryState } from '../machines/payment.view.js';
 import { effectJobId } from './job-id.js';
+import { ignoreCheckedOutError } from './transaction.js';
 import { queueOf } from './queues.js';
 
 // The one path every state change takes. The pure machine decides; the new snapshot, its read model
@@ -171,6 +172,8 @@ export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
   /** State change and effect jobs in one transaction: pg-boss inserts the jobs through our client. */
   async function writeWithJobs(sql: Statement, params: unknown[], paymentId: string, effects: Effect[]): Promise<boolean> {
     const client = await pool.connect();
+    // See inTransaction: a connection lost mid-transaction must fail this write, not the process.
+    client.on('error', ignoreCheckedOutError);
     try {
       await client.query('BEGIN');
       if ((await client.query({ ...sql, values: params })).rowCount !== 1) {
@@ -188,6 +191,7 @@ export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
       await client.query('ROLLBACK').catch(() => {});
       throw error;
     } finally {
+      client.off('error', ignoreCheckedOutError);
       client.release();
     }
   }

@@ -11,8 +11,9 @@ export interface TelegramClientOptions {
   botInfo?: UserFromGetMe;
 }
 
-// Flood control is bounded (FACTS.md): auto-retry's defaults retry forever, and retry network errors,
-// which after a timeout where Telegram acted is exactly how a second link or message is produced.
+// Flood control is bounded: @grammyjs/auto-retry's defaults (maxRetryAttempts and maxDelaySeconds
+// Infinity, rethrowHttpErrors false) retry forever and retry network errors, and a network error after
+// a timeout where Telegram acted is exactly how a second link or message is produced.
 // Here it only waits out 429s (at most 3 times, at most 30 s each); 5xx and network errors are
 // rethrown so the job fails and pg-boss retries it with backoff, after our own records were consulted.
 export const AUTO_RETRY = {
@@ -28,5 +29,43 @@ export function createTelegramBot(options: TelegramClientOptions): Bot {
     ...(options.botInfo !== undefined && { botInfo: options.botInfo }),
   });
   bot.api.config.use(autoRetry(AUTO_RETRY));
+  // Outermost transformer: whatever a call throws leaves without the token (see withoutToken).
+  bot.api.config.use(async (prev, method, payload, signal) => {
+    try {
+      return await prev(method, payload, signal);
+    } catch (error) {
+      throw withoutToken(error, options.token);
+    }
+  });
   return bot;
+}
+
+// grammY's HttpError (a network failure) says "Network request for 'x' failed!", but the error nested in
+// it (node-fetch's FetchError, or an AbortError) quotes the request URL: https://api.telegram.org/bot<token>/x.
+// Whoever logs or stores the error (job failure reasons, review reasons, logs) would keep the token. The
+// error keeps its class (classifyTelegramError relies on it); only message and stack texts are edited,
+// down the nested `error` and `cause` chain. The logger scrubs the token as well (src/logger.ts).
+export function withoutToken<E>(error: E, token: string): E {
+  if (token.length === 0) return error;
+  const scrub = (text: string) => text.split(token).join('[Redacted]');
+  const seen = new Set<unknown>();
+  const pending: unknown[] = [error];
+  while (pending.length > 0 && seen.size < 20) {
+    const e = pending.pop();
+    if (!e || typeof e !== 'object' || seen.has(e)) continue;
+    seen.add(e);
+    const target = e as { message?: unknown; stack?: unknown; error?: unknown; cause?: unknown };
+    for (const key of ['message', 'stack'] as const) {
+      const value = target[key];
+      if (typeof value === 'string' && value.includes(token)) {
+        try {
+          Object.defineProperty(target, key, { value: scrub(value), writable: true, configurable: true, enumerable: Object.prototype.propertyIsEnumerable.call(target, key) });
+        } catch {
+          // a frozen error: the logger still scrubs it
+        }
+      }
+    }
+    pending.push(target.error, target.cause);
+  }
+  return error;
 }

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../../config.js';
+import { durationSchema } from '../../domain/duration.js';
 import { toMermaid } from '../../machines/payment.diagram.js';
 import { paymentMachine } from '../../machines/payment.machine.js';
 import type { Engine } from '../../persistence/apply-event.js';
@@ -15,19 +16,10 @@ import { HttpError } from '../plugins/error-handler.js';
 // operator event through applyEvent like everything else, so it is journalled and can only do what
 // the statechart allows in the payment's current state.
 
-const DURATION = /^(\d+)(s|m|h|d)$/;
-const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
 const listQuery = z.object({
   state: z.string().min(1).max(40).optional(),
-  stuck_for: z
-    .string()
-    .regex(DURATION, 'must be a duration like 30s, 15m, 2h, 1d')
-    .transform((v) => {
-      const [, n, unit] = DURATION.exec(v)!;
-      return Number(n) * UNIT_MS[unit as keyof typeof UNIT_MS];
-    })
-    .optional(),
+  // The one duration parser (30s, 15m, 2h, 1d; at most ten years).
+  stuck_for: durationSchema().optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 

@@ -98,7 +98,8 @@ export async function benchInviteLatency(url: string, log: (line: string) => voi
     TELEGRAM_API_ROOT: tg.apiRoot,
     ...options.env,
   });
-  const service = await startService(config, createLogger('silent'));
+  // The access path only: payouts are measured by bench/payouts.bench.ts.
+  const service = await startService(config, createLogger('silent'), { effects: ['route', 'invite'] });
   try {
     const { pool } = service.db;
     await pool.query(

@@ -1,6 +1,7 @@
 import { benchEngine } from './engine.bench.js';
 import { benchInviteLatency } from './invite-latency.bench.js';
 import { benchIpn, benchStatusReads, startIpnBenchService } from './ipn.bench.js';
+import { benchPayouts, describePayouts } from './payouts.bench.js';
 import { fmt, openBenchDatabase } from './support.js';
 
 // `npm run bench`: every figure is printed beside a limit measured in the same run on the same database.
@@ -46,6 +47,13 @@ try {
   const calmRate = Number(process.env.BENCH_INVITE_CALM_RATE ?? 20);
   const calm = await benchInviteLatency(db.url, () => {}, { rate: calmRate, seconds: 5 });
   log(`  reference at ${calmRate}/s: p50 ${fmt(calm.p50Ms, 0)} ms  p99 ${fmt(calm.p99Ms, 0)} ms; ${calm.sent}/${calm.payments} invites sent`);
+
+  log('');
+  const payoutCount = Number(process.env.BENCH_PAYOUTS ?? 100);
+  log(`payouts through the whole path on the local EVM chain (${payoutCount} paid payments released at once; raw = transitions/s at 8 clients):`);
+  const raw8 = rawAt(8);
+  log(describePayouts('to ETH owners (direct send)', await benchPayouts(db.url, { count: payoutCount, currency: 'eth' }), raw8));
+  log(describePayouts('to USDT owners (ChangeNow swap)', await benchPayouts(db.url, { count: payoutCount, currency: 'usdt' }), raw8));
 
   const at8 = engine.rows.find((r) => r.clients === 8);
   log('');

@@ -1,4 +1,5 @@
 import rateLimit from '@fastify/rate-limit';
+import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { BotError, Bot } from 'grammy';
@@ -69,6 +70,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   registerErrorHandler(app);
   // Registered once for the app; a route opts in with `config.rateLimit` (webhooks never do: providers must not be throttled).
   await app.register(rateLimit, { global: false });
+  // Load shedding: when the event loop lags (the process is saturated), answer 503 with Retry-After
+  // instead of queueing requests until they time out. A provider's retry of a shed webhook is safe:
+  // nothing was stored, and a stored body is deduplicated anyway.
+  await app.register(underPressure, { maxEventLoopDelay: 2_000, retryAfter: 10 });
   await registerOpenApi(app);
   await app.register(healthRoutes, { pool, boss: deps.boss });
 

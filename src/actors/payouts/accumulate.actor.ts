@@ -1,9 +1,7 @@
 import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
-import { shareOf } from '../../domain/payout-plan.js';
 import type { PaymentEvent } from '../../machines/payment.events.js';
-import { creditPayment } from '../../payouts/ledger.repo.js';
-import { payoutFactsOf } from '../../payouts/payment-facts.repo.js';
+import { creditShare, shareOfPayment } from '../../payouts/payment-facts.repo.js';
 import type { EffectActor } from '../effect-actor.js';
 import { claimAndSchedule } from './batches.js';
 
@@ -17,20 +15,10 @@ export function createAccumulateActor(deps: { pool: pg.Pool; boss: PgBoss }): Ef
   return {
     effect: 'accumulate',
     async perform(job): Promise<PaymentEvent> {
-      const { view, channel } = await payoutFactsOf(deps.pool, job.paymentId);
-      if (!channel) return { type: 'payout.failed', reason: `channel ${view.route!.channelId} is not configured: add it, then retry` };
-      const share = shareOf(view.np, channel.platformFeePercent);
+      const share = await shareOfPayment(deps.pool, job.paymentId);
       if ('problem' in share) return { type: 'payout.failed', reason: share.problem };
-      const { split } = share;
-      const { entries } = await creditPayment(deps.pool, {
-        paymentId: job.paymentId,
-        openChannelId: channel.openChannelId,
-        ownerUnits: split.ownerUnits,
-        feeUnits: split.feeUnits,
-        ownerUsd: split.ownerUsd,
-        feeUsd: split.feeUsd,
-        payoutId: null,
-      });
+      const { channel, split } = share;
+      const { entries } = await creditShare(deps.pool, job.paymentId, channel, split, null);
       if (channel.thresholdUsd) await claimAndSchedule(deps, channel.openChannelId, channel.thresholdUsd);
       return { type: 'accumulate.done', ledgerEntryId: entries[0]!.entryId };
     },

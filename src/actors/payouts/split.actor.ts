@@ -1,8 +1,7 @@
 import type pg from 'pg';
-import { isDirect, shareOf } from '../../domain/payout-plan.js';
+import { isDirect } from '../../domain/payout-plan.js';
 import type { PaymentEvent } from '../../machines/payment.events.js';
-import { creditPayment } from '../../payouts/ledger.repo.js';
-import { payoutFactsOf } from '../../payouts/payment-facts.repo.js';
+import { creditShare, shareOfPayment } from '../../payouts/payment-facts.repo.js';
 import type { PayoutExecutor } from '../../payouts/payout-executor.js';
 import { findPayout, instantPayoutId, planPayout, resumeFromReview } from '../../payouts/payouts.repo.js';
 import { inTransaction } from '../../persistence/transaction.js';
@@ -23,22 +22,12 @@ export function createSplitActor(deps: { pool: pg.Pool; payouts: PayoutExecutor 
       const payoutId = instantPayoutId(job.paymentId);
       let payout = await findPayout(pool, payoutId);
       if (!payout) {
-        const { view, channel } = await payoutFactsOf(pool, job.paymentId);
-        if (!channel) return failed(`channel ${view.route!.channelId} is not configured: add it, then retry`);
-        const share = shareOf(view.np, channel.platformFeePercent);
+        const share = await shareOfPayment(pool, job.paymentId);
         if ('problem' in share) return failed(share.problem);
-        const { split } = share;
-        if (split.ownerUnits === 0n) return failed(`the owner's share of ${view.np.outcomeAmount} ETH rounds to 0 wei`);
+        const { channel, split } = share;
+        if (split.ownerUnits === 0n) return failed(`the owner's share of ${split.outcomeUnits} wei rounds to 0 wei`);
         payout = await inTransaction(pool, async (tx) => {
-          await creditPayment(tx, {
-            paymentId: job.paymentId,
-            openChannelId: channel.openChannelId,
-            ownerUnits: split.ownerUnits,
-            feeUnits: split.feeUnits,
-            ownerUsd: split.ownerUsd,
-            feeUsd: split.feeUsd,
-            payoutId,
-          });
+          await creditShare(tx, job.paymentId, channel, split, payoutId);
           return planPayout(tx, {
             payoutId,
             kind: 'instant',

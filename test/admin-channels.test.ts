@@ -219,4 +219,10 @@ describe('payout settings ChangeNow cannot serve', () => {
     expect(patch.statusCode).toBe(400);
     expect(patch.json().problems[0].field).toBe('threshold_usd');
   });
+
+  it('refuses an Ethereum wallet given for another network, where the coins would be lost', async () => {
+    const res = await request('POST', '/admin/channels', channel({ network: 'trx', wallet_address: '0x52908400098527886E0F7030069857D2E4169EE7' }));
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(/wallet_address: is an EVM address, but network "trx" is not an EVM network/);
+  });
 });

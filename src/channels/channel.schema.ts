@@ -87,6 +87,9 @@ export function walletProblem(address: string, network: string): string | null {
     if (!isAddress(address)) return `is not a valid EVM address (mixed-case checksum does not match) for network "${network}"`;
     return null;
   }
+  // The classic mistake: an Ethereum address given for another chain, where the coins would be lost.
+  if (/^0x[0-9a-fA-F]{40}$/.test(address)) return `is an EVM address, but network "${network}" is not an EVM network: choose the network the wallet is on (e.g. "eth")`;
+  if (network === 'trx' && !/^T[1-9A-HJ-NP-Za-km-z]{33}$/.test(address)) return 'must be a TRON address (T followed by 33 base58 characters) for network "trx"';
   if (!/^[A-Za-z0-9:_-]{20,128}$/.test(address)) return `does not look like an address for network "${network}" (20 to 128 letters, digits, ":", "_" or "-")`;
   return null;
 }

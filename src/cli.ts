@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createChannel, listChannels, updateChannel } from './channels/channel-admin.service.js';
 import { ChannelInputError, channelIdSchema, createChannelSchema, patchChannelSchema } from './channels/channel.schema.js';
+import { channelReport, channelSubscribers, reportQuerySchema, subscribersQuerySchema } from './channels/owner-reports.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { DomainError } from './domain/errors.js';
 import { checkBooks } from './payouts/books.js';
@@ -16,6 +17,8 @@ import { migrate } from './persistence/migrate.js';
 //   npm run cli -- channels update <open_channel_id> --file patch.json
 //   npm run cli -- ledger check          (exit 1 when the books do not balance)
 //   npm run cli -- ledger balances
+//   npm run cli -- owner subscribers <open_channel_id> [--status active|expired|removed] [--limit 200]
+//   npm run cli -- owner report <open_channel_id> [--period day|week|month] [--from 2026-01-01] [--to 2026-07-01]
 // Results are JSON on stdout; problems go to stderr, each naming its field, with exit code 1 (2 for usage).
 
 const USAGE = `Usage:
@@ -24,6 +27,8 @@ const USAGE = `Usage:
   npm run cli -- channels update <open_channel_id> --file patch.json
   npm run cli -- ledger check
   npm run cli -- ledger balances
+  npm run cli -- owner subscribers <open_channel_id> [--status active|expired|removed] [--limit 200]
+  npm run cli -- owner report <open_channel_id> [--period day|week|month] [--from 2026-01-01] [--to 2026-07-01]
 
 ledger check proves payouts + fees + exchange differences + open balances = settled payment outcomes,
 exactly, and lists any payment whose money is unaccounted for (exit code 1 when there is one).
@@ -74,14 +79,23 @@ async function run(argv: string[]): Promise<unknown> {
     parsedArgs = parseArgs({
       args: [...argv.filter((a) => !isId(a)), '--', ...argv.filter(isId)],
       allowPositionals: true,
-      options: { file: { type: 'string', short: 'f' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        file: { type: 'string', short: 'f' },
+        help: { type: 'boolean', short: 'h' },
+        // owner subscribers / owner report
+        status: { type: 'string' },
+        limit: { type: 'string' },
+        period: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+      },
     });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
   const { values, positionals } = parsedArgs;
   const [group, command, id] = positionals;
-  if (values.help || (group !== 'channels' && group !== 'ledger') || !command) throw new UsageError(values.help ? '' : 'unknown command');
+  if (values.help || (group !== 'channels' && group !== 'ledger' && group !== 'owner') || !command) throw new UsageError(values.help ? '' : 'unknown command');
 
   let action: (pool: pg.Pool) => Promise<unknown>;
   if (group === 'ledger' && command === 'check' && !id) {
@@ -102,6 +116,22 @@ async function run(argv: string[]): Promise<unknown> {
     action = async (pool) => ({ balances: (await balances(pool)).map((b) => JSON.parse(JSON.stringify(b, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) as unknown) });
   } else if (group === 'ledger') {
     throw new UsageError(`unknown command: ledger ${positionals.slice(1).join(' ')}`);
+  } else if (group === 'owner' && (command === 'subscribers' || command === 'report') && id) {
+    // The owner's report and subscriber list, as GET /admin/channels/:id/report and /subscribers answer them.
+    const channelId = channelIdSchema.safeParse(id);
+    if (!channelId.success) throw ChannelInputError.fromZod(channelId.error, ['open_channel_id']);
+    const given = (names: readonly ('status' | 'limit' | 'period' | 'from' | 'to')[]) => Object.fromEntries(names.flatMap((n) => (values[n] === undefined ? [] : [[n, values[n]]])));
+    if (command === 'subscribers') {
+      const query = subscribersQuerySchema.safeParse(given(['status', 'limit']));
+      if (!query.success) throw ChannelInputError.fromZod(query.error);
+      action = (pool) => channelSubscribers(pool, channelId.data, query.data);
+    } else {
+      const query = reportQuerySchema.safeParse(given(['period', 'from', 'to']));
+      if (!query.success) throw ChannelInputError.fromZod(query.error);
+      action = (pool) => channelReport(pool, channelId.data, query.data);
+    }
+  } else if (group === 'owner') {
+    throw new UsageError(`unknown command: owner ${positionals.slice(1).join(' ')} (owner subscribers <open_channel_id>, owner report <open_channel_id>)`);
   } else if (command === 'list' && !id) {
     action = async (pool) => ({ channels: await listChannels(pool) });
   } else if (command === 'add' && !id) {

@@ -1,6 +1,7 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { durationSchema, parseDurationList } from './domain/duration.js';
+import { DEFAULT_STUCK_AFTER_STATES, stuckOverridesSchema } from './operator/stuck-limits.js';
 
 // Configuration is read once, here. Anything invalid stops the start with the variable's name and
 // what is wrong with it, instead of surfacing later as a confusing runtime failure.
@@ -109,9 +110,38 @@ export const configSchema = z.object({
   JOB_RETRY_DELAY: duration('2s'),
   JOB_RETRY_DELAY_MAX: duration('5m'),
   JOB_EXPIRE_AFTER: duration('5m'),
+  /**
+   * Workers refresh each job's heartbeat every half of this; a job whose heartbeat stopped this long (its
+   * worker died: kill -9, lost host) is retried by any instance at once instead of after JOB_EXPIRE_AFTER.
+   * Whole seconds, at least 10s (pg-boss). A slow job with a live worker keeps beating: only
+   * JOB_EXPIRE_AFTER bounds it.
+   */
+  JOB_HEARTBEAT: duration('10s').refine((ms) => ms >= 10_000 && ms % 1000 === 0, 'must be whole seconds, at least 10s (pg-boss heartbeat)'),
+  /** How often pg-boss's supervisor fails jobs whose heartbeat stopped or that expired (1s..60s). */
+  JOB_SUPERVISE_EVERY: duration('5s').refine((ms) => ms >= 1000 && ms <= 60_000 && ms % 1000 === 0, 'must be whole seconds between 1s and 60s'),
+  /** Production refuses the embedded Postgres (data on the service's own disk, no backups) unless this says so. */
+  ALLOW_EMBEDDED_DB_IN_PRODUCTION: z.stringbool().default(false),
   WORKER_BATCH_SIZE: int(20, 1, 500),
   WORKER_CONCURRENCY: int(2, 1, 64),
   SHUTDOWN_GRACE: duration('10s'),
+
+  // Operators (docs/operators.md): when a payment counts as stuck, and how long /metrics reuses its counts.
+  /** A payment in one state longer than this is listed as stuck (every state STUCK_AFTER_STATES does not name). */
+  STUCK_AFTER: duration('30m'),
+  /** Per-state limits, state=duration (or never), e.g. received=2h,confirmed=5m,needs_review=0s; paid and failed are never stuck. */
+  STUCK_AFTER_STATES: stuckOverridesSchema(DEFAULT_STUCK_AFTER_STATES),
+  /** How long a /metrics scrape reuses the payment, queue and invite counts it read (0s = every scrape reads). */
+  METRICS_CACHE_FOR: duration('10s'),
+
+  // Buyers: whom they ask for help (buyer pages, the bot's /help) and how long the bot offers an open invoice again.
+  /** A Telegram @handle, an e-mail address (or mailto:) or an https URL, named on every buyer page and in /help. */
+  SUPPORT_CONTACT: optionalText,
+  /** A second tap on the same plan within this time answers the buyer's open order (its invoice) instead of a new one. */
+  ORDER_REUSE_WINDOW: duration('1h'),
+
+  // Operators' inspector (docs/operators-inspector.md).
+  /** The Stately inspector's web UI the inspector page embeds (the operator's browser loads it; the statechart page needs no internet). */
+  INSPECTOR_URL: url.default('https://stately.ai/inspect'),
 });
 
 export type Config = z.infer<typeof configSchema>;

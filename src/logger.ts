@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 import type { Config } from './config.js';
 
@@ -97,11 +98,30 @@ export function loggerOptions(level: LoggerOptions['level'], options: LoggerSecr
 export interface CreateLoggerOptions extends LoggerSecretsOptions {
   /** Where lines go (default stdout); tests pass a captured stream. */
   destination?: DestinationStream;
+  /**
+   * Human-readable lines (pino-pretty) instead of JSON. Default: when stdout is a terminal and NODE_ENV
+   * is not production or test, and pino-pretty (a development dependency) is installed. Piped or
+   * collected output, and the production image, stay JSON.
+   */
+  pretty?: boolean;
 }
+
+/** pino-pretty as a stream. It formats the line pino wrote, so it only ever sees the scrubbed text. */
+function prettyStream(): DestinationStream | null {
+  try {
+    const pretty = createRequire(import.meta.url)('pino-pretty') as (options: Record<string, unknown>) => DestinationStream;
+    return pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', sync: true });
+  } catch {
+    return null; // not installed (npm ci --omit=dev): JSON it is
+  }
+}
+
+const wantsPretty = () => Boolean(process.stdout.isTTY) && process.env.NODE_ENV !== 'production' && process.env.NODE_ENV !== 'test';
 
 export function createLogger(level: LoggerOptions['level'] = 'info', options: CreateLoggerOptions = {}): Logger {
   const scrubber = scrubberFrom(options.secrets);
-  const log = options.destination ? pino(loggerOptions(level, { secrets: scrubber }), options.destination) : pino(loggerOptions(level, { secrets: scrubber }));
+  const destination = options.destination ?? ((options.pretty ?? wantsPretty()) ? prettyStream() : null);
+  const log = destination ? pino(loggerOptions(level, { secrets: scrubber }), destination) : pino(loggerOptions(level, { secrets: scrubber }));
   // Where addLogSecrets and scrubSecrets find it; pino children (and Fastify's request loggers) are
   // Object.create(parent), so they inherit it.
   Object.defineProperty(log, SCRUBBER, { value: scrubber, enumerable: false });

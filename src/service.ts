@@ -13,6 +13,8 @@ import { createIpnService, type IpnService } from './intake/ipn.service.js';
 import { RECONCILE_QUEUE, startReconcileJob } from './intake/reconcile.job.js';
 import { EFFECTS, type EffectName } from './machines/payment.events.js';
 import { createNowPaymentsClient, type NowPaymentsClient } from './nowpayments/client.js';
+import { startJournalFeed } from './operator/journal-feed.js';
+import { countTelegramErrors } from './operator/metrics.js';
 import { createOrderService, type OrderService } from './orders/order.service.js';
 import { createPayoutExecutor, type PayoutExecutor } from './payouts/payout-executor.js';
 import { createPayoutTargetCheck } from './payouts/payout-target-check.js';
@@ -26,6 +28,7 @@ import { resolveRuntime, StartupError, type Runtime } from './runtime.js';
 import { createHostWallet, type HostWallet } from './providers/chain/host-wallet.js';
 import { createChangeNowClient, type ChangeNowClient } from './providers/changenow/changenow.client.js';
 import { sandboxRoutes, startSandboxNowPayments, type SandboxNowPayments } from './sandbox/sandbox-nowpayments.js';
+import { sandboxChatRoutes } from './sandbox/sandbox-chat.js';
 import { startSandboxPayouts, type SandboxPayouts } from './sandbox/sandbox-payouts.js';
 import { SANDBOX_TELEGRAM_TOKEN, startSandboxTelegram, type SandboxTelegram } from './sandbox/sandbox-telegram.js';
 import { buyingBot } from './telegram/bot.js';
@@ -159,7 +162,7 @@ export async function startService(config: Config, log: Logger, options: Service
     stops.add(async () => wallet.close());
     // The sandbox chain mines a block per transaction and nothing else: one confirmation is all it will ever show.
     const payouts = createPayoutExecutor({ pool: db.pool, changeNow, wallet, confirmations: sandboxPayouts ? 1 : config.PAYOUT_CONFIRMATIONS, log: log.child({ module: 'payouts' }) });
-    const boss = createBoss(db.url, { max: 10 });
+    const boss = createBoss(db.url, { max: 10, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000 });
     boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
     await boss.start();
     stops.add(() => boss.stop({ graceful: true, close: true, timeout: config.SHUTDOWN_GRACE }));
@@ -170,6 +173,9 @@ export async function startService(config: Config, log: Logger, options: Service
       ...batchQueues(config.PAYOUT_SETTLE_RETRY_LIMIT),
     });
     const engine = createEngine({ pool: db.pool, boss });
+    // One LISTEN connection on journal inserts, for the operators' live pages; closed after HTTP stops.
+    const journalFeed = startJournalFeed({ connectionString: db.url, log: log.child({ module: 'journal-feed' }) });
+    stops.add(() => journalFeed.close());
 
     // Services, each built once.
     const { pool } = db;
@@ -180,6 +186,7 @@ export async function startService(config: Config, log: Logger, options: Service
       statusTokenSecret: runtime.statusTokenSecret,
       publicBaseUrl: runtime.publicBaseUrl,
       log,
+      reuseOpenOrderForMs: config.ORDER_REUSE_WINDOW,
     });
     const bot = createTelegramBot({
       token: config.TELEGRAM_BOT_TOKEN ?? SANDBOX_TELEGRAM_TOKEN,
@@ -187,8 +194,9 @@ export async function startService(config: Config, log: Logger, options: Service
       timeoutMs: config.TELEGRAM_REQUEST_TIMEOUT,
       ...(sandboxTelegram && { botInfo: sandboxTelegram.fake.botInfo }),
     });
+    bot.api.config.use(countTelegramErrors); // telepay_provider_errors_total{provider="telegram"}: every failed Bot API call, after auto-retry
     bot.use(joinTracking({ pool, log }));
-    bot.use(buyingBot({ pool, log, orderService: orders }));
+    bot.use(buyingBot({ pool, log, orderService: orders, supportContact: config.SUPPORT_CONTACT }));
     bot.catch((error) => replyFailed(error, log));
 
     // Workers: effect actors, the dead letter, reconciliation, subscriptions, Telegram updates.
@@ -221,6 +229,9 @@ export async function startService(config: Config, log: Logger, options: Service
       ipn,
       ipnSecret,
       orders,
+      journalFeed,
+      // The owner's grant/extend/revoke (src/channels/owner-access.ts): the same Bot API and removal settings as the expiry worker.
+      ownerAccess: { api: bot.api, remindersMs, dryRun: config.SUBSCRIPTION_REMOVAL_DRY_RUN, inviteExpireAfterMs: config.INVITE_EXPIRE_AFTER },
       payouts: {
         txStatus: (txKey) => wallet.status(txKey, sandboxPayouts ? 1 : config.PAYOUT_CONFIRMATIONS),
         resumeBatch: (batchId) => resumeParkedBatch({ pool, boss }, batchId),
@@ -230,17 +241,23 @@ export async function startService(config: Config, log: Logger, options: Service
         config.TELEGRAM_UPDATES === 'webhook' && config.TELEGRAM_WEBHOOK_SECRET
           ? { bot, secret: config.TELEGRAM_WEBHOOK_SECRET, onBuyerError: (error) => replyFailed(error, log) }
           : null,
-      extraRoutes: sandboxNowPayments
-        ? [
-            (scope) =>
-              sandboxRoutes(scope, {
-                sandbox: sandboxNowPayments,
-                webhookUrl: () => `${runtime.publicBaseUrl()}${IPN_PATH}`,
-                statusTokenSecret: runtime.statusTokenSecret,
-                publicBaseUrl: runtime.publicBaseUrl,
-              }),
-          ]
-        : [],
+      extraRoutes: [
+        ...(sandboxNowPayments
+          ? [
+              (scope: FastifyInstance) =>
+                sandboxRoutes(scope, {
+                  sandbox: sandboxNowPayments,
+                  webhookUrl: () => `${runtime.publicBaseUrl()}${IPN_PATH}`,
+                  statusTokenSecret: runtime.statusTokenSecret,
+                  publicBaseUrl: runtime.publicBaseUrl,
+                  pool,
+                  invoiceLifetimeMs: config.ORDER_REUSE_WINDOW,
+                }),
+            ]
+          : []),
+        // The sandbox chat page: a browser plays a Telegram user talking to this bot (src/sandbox/sandbox-chat.ts).
+        ...(sandboxTelegram ? [(scope: FastifyInstance) => sandboxChatRoutes(scope, { bot, telegram: sandboxTelegram.fake, pool })] : []),
+      ],
     });
     // Updates need our public URL (webhook registration), so they start once we listen; polling stops before HTTP.
     listeningUrl = await app.listen({ host: config.HOST, port: config.PORT });

@@ -174,15 +174,35 @@ describe('channels', () => {
     expect((await request('PATCH', `/admin/channels/${id}`, { network: 'bsc', wallet_address: WALLET })).statusCode).toBe(200);
   });
 
-  it('refuses a new plan without its price, and a plan id of another channel, naming the field', async () => {
+  it('refuses a new plan without its price, naming the field; a plan id of another channel is a new plan here', async () => {
     const other = (await request('POST', '/admin/channels', channel({ plans: [{ plan_id: 'theirs', title: 't', price_usd: '10', duration_days: 1 }] }))).json();
     const id = (await request('POST', '/admin/channels', channel())).json().open_channel_id;
     const res = await request('PATCH', `/admin/channels/${id}`, { plans: [{ title: 'no price', duration_days: 7 }, { plan_id: 'theirs', price_usd: '2' }] });
     expect(res.statusCode).toBe(400);
     expect(res.json().message).toContain('plans.0.price_usd: is required for a new plan');
-    expect(res.json().message).toContain(`plans.1.plan_id: belongs to channel ${other.open_channel_id}`);
+    // Plan ids are unique per channel: "theirs" here is a new plan of this channel, so it needs its fields.
+    expect(res.json().message).toContain('plans.1.title: is required for a new plan');
     // Nothing of a refused patch was written.
     expect((await request('GET', `/admin/channels/${id}`)).json().plans).toHaveLength(1);
+
+    const added = await request('PATCH', `/admin/channels/${id}`, { plans: [{ plan_id: 'theirs', title: 'ours', price_usd: '20', duration_days: 7 }] });
+    expect(added.statusCode).toBe(200);
+    expect(added.json().plans.find((p: { plan_id: string }) => p.plan_id === 'theirs')).toMatchObject({ title: 'ours', price_usd: '20' });
+    // The other channel's plan of the same id is untouched.
+    expect((await request('GET', `/admin/channels/${other.open_channel_id}`)).json().plans).toEqual([
+      { plan_id: 'theirs', title: 't', price_usd: '10', duration_days: 1, active: true },
+    ]);
+  });
+
+  it('lets two channels sell a plan with the same id; within a channel the id names that channel\'s plan', async () => {
+    const month = { plan_id: 'month', title: '1 month', price_usd: '9.99', duration_days: 30 };
+    expect((await request('POST', '/admin/channels', channel({ plans: [month] }))).statusCode).toBe(201);
+    const second = await request('POST', '/admin/channels', channel({ plans: [month] }));
+    expect(second.statusCode).toBe(201);
+    const id = second.json().open_channel_id;
+    const again = await request('PATCH', `/admin/channels/${id}`, { plans: [{ plan_id: 'month', price_usd: '11' }] });
+    expect(again.statusCode).toBe(200);
+    expect(again.json().plans).toEqual([{ ...month, price_usd: '11', active: true }]);
   });
 
   it('answers 404 for a patch of an unknown channel and 400 for an empty patch', async () => {

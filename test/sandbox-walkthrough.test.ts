@@ -33,15 +33,15 @@ const channel = (id: string, strategy: 'instant' | 'threshold') => ({
   strategy,
   ...(strategy === 'threshold' && { threshold_usd: '5' }),
   platform_fee_percent: '10',
-  // Plan ids are global for now: each channel its own.
-  plans: [{ plan_id: `month${id}`, title: '1 month', price_usd: '9.99', duration_days: 30 }],
+  // The README's plan, in both channels: plan ids are unique per channel.
+  plans: [{ plan_id: 'month', title: '1 month', price_usd: '9.99', duration_days: 30 }],
 });
 
 describe('the README sandbox walkthrough', () => {
   for (const [id, strategy] of [['-1001', 'instant'], ['-1002', 'threshold']] as const) {
     it(`${strategy}: channel, order, the buyer pays, and the payment ends paid with a transaction on the local chain`, async () => {
       expect((await call('POST', '/admin/channels', channel(id, strategy), true)).status).toBe(201);
-      const order = await call('POST', '/api/orders', { telegram_user_id: '42', open_channel_id: id, plan_id: `month${id}` });
+      const order = await call('POST', '/api/orders', { telegram_user_id: '42', open_channel_id: id, plan_id: 'month' });
       expect(order.status).toBe(201);
       const paid = await call('POST', `/sandbox/orders/${order.json.order_id as string}/pay`, {});
       expect(paid.status).toBe(200);

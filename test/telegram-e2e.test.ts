@@ -1,6 +1,7 @@
 import type { Update } from 'grammy/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeNowPayments, type FakeNowPayments } from '../src/sandbox/nowpayments.fake.js';
+import { buyData } from '../src/telegram/keyboards.js';
 import { buttonUrl, ids, seedChannel, startTelegramTest, waitForAccess, type TelegramTest } from './telegram-fixtures.js';
 
 // End to end through every module, as `npm start` runs them: the buyer orders in the bot, NowPayments
@@ -51,7 +52,7 @@ const chat = (id: number) => ({ id, type: 'private', first_name: 'Buyer' });
 async function orderThroughBot(buyer: number, openChannelId: string, planId: string) {
   const text = `/start ${openChannelId}`;
   await update({ message: { message_id: 1, date: 0, chat: chat(buyer), from: user(buyer), text, entities: [{ type: 'bot_command', offset: 0, length: 6 }] } });
-  await update({ callback_query: { id: `cb${updateId}`, chat_instance: 'c', from: user(buyer), message: { message_id: 2, date: 0, chat: chat(buyer), text: 'plans' }, data: `buy:${planId}` } });
+  await update({ callback_query: { id: `cb${updateId}`, chat_instance: 'c', from: user(buyer), message: { message_id: 2, date: 0, chat: chat(buyer), text: 'plans' }, data: buyData(openChannelId, planId) } });
   const reply = t.tg.callsOf('sendMessage').filter((c) => c.body.chat_id === buyer).at(-1);
   expect(reply?.body.text).toMatch(/^Order created/);
   const buttons = (reply?.body.reply_markup as { inline_keyboard: { text: string; url: string }[][] }).inline_keyboard.flat();

@@ -46,7 +46,7 @@ describe('invite actor steps', () => {
 
     const chat = o.closedChannelId;
     const methods = tg.calls.filter((c) => String(c.body.chat_id) === chat || String(c.body.chat_id) === o.buyer).map((c) => c.method);
-    expect(methods).toEqual(['createChatInviteLink', 'sendMessage', 'revokeChatInviteLink', 'createChatInviteLink', 'sendMessage']);
+    expect(methods).toEqual(['createChatInviteLink', 'editChatInviteLink', 'sendMessage', 'revokeChatInviteLink', 'createChatInviteLink', 'editChatInviteLink', 'sendMessage']);
     expect(callsTo(tg, 'revokeChatInviteLink', chat)[0]?.body.invite_link).toBe(old);
     const fresh = (callsTo(tg, 'createChatInviteLink', chat)[1]?.result as { invite_link: string }).invite_link;
     expect(result).toEqual({ type: 'invite.sent', inviteLink: fresh });

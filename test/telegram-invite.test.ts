@@ -34,12 +34,22 @@ describe('invite actor', () => {
 
     const created = callsTo(t.tg, 'createChatInviteLink', o.closedChannelId);
     expect(created).toHaveLength(1);
-    expect(created[0]!.body).toMatchObject({ member_limit: 1, name: `order ${o.orderId}`.slice(0, 32) });
-    const expire = created[0]!.body.expire_date as number;
+    // Created short-lived (an orphan, should its answer be lost, dies in 10 minutes), named after the
+    // order and the attempt; extended to INVITE_EXPIRE_AFTER once stored, before it is sent.
+    expect(created[0]!.body).toMatchObject({ member_limit: 1, name: `${o.orderId}#1` });
+    const shortExpire = created[0]!.body.expire_date as number;
+    expect(shortExpire - before).toBeGreaterThanOrEqual(600 - 5);
+    expect(shortExpire - before).toBeLessThanOrEqual(600 + 5);
+    const link = (created[0]!.result as { invite_link: string }).invite_link;
+    const edited = callsTo(t.tg, 'editChatInviteLink', o.closedChannelId);
+    expect(edited).toHaveLength(1);
+    expect(edited[0]!.body).toMatchObject({ invite_link: link, member_limit: 1, name: `${o.orderId}#1` });
+    const expire = edited[0]!.body.expire_date as number;
     expect(expire - before).toBeGreaterThanOrEqual(86_400 - 5);
     expect(expire - before).toBeLessThanOrEqual(86_400 + 5);
+    expect(t.tg.inviteLinks.get(link)?.link).toMatchObject({ expire_date: expire, member_limit: 1 });
+    expect(edited[0]!.at).toBeLessThanOrEqual(callsTo(t.tg, 'sendMessage', o.buyer)[0]!.at);
 
-    const link = (created[0]!.result as { invite_link: string }).invite_link;
     const sent = callsTo(t.tg, 'sendMessage', o.buyer);
     expect(sent).toHaveLength(1);
     expect(buttonUrl(sent[0])).toBe(link);

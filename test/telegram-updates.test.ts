@@ -109,9 +109,9 @@ describe('webhook updates', () => {
     expect(await post(t, command(Number(o.buyer), `/start ${o.openChannelId}`))).toBe(200);
     const plans = callsTo(t.tg, 'sendMessage', o.buyer).at(-1);
     expect(plans?.body.text).toContain(o.channel.title);
-    expect(JSON.stringify(plans?.body.reply_markup)).toContain(`buy:${o.planId}`);
+    expect(JSON.stringify(plans?.body.reply_markup)).toContain(`buy:${o.openChannelId}:${o.planId}`);
 
-    expect(await post(t, tap(Number(o.buyer), `buy:${o.planId}`))).toBe(200);
+    expect(await post(t, tap(Number(o.buyer), `buy:${o.openChannelId}:${o.planId}`))).toBe(200);
     expect(lastText(t, o.buyer)).toBe(MESSAGES.unavailable);
     expect(t.tg.callsOf('answerCallbackQuery').length).toBeGreaterThan(0);
   });
@@ -124,6 +124,9 @@ describe('webhook updates', () => {
     expect(lastText(t, user)).toBe(MESSAGES.unknownChannel);
     await post(t, command(user, '/start not-a-channel'));
     expect(lastText(t, user)).toBe(MESSAGES.unknownChannel);
+    await post(t, tap(user, 'buy:-1001:no-such-plan'));
+    expect(lastText(t, user)).toBe(MESSAGES.planGone);
+    // A button from before plan ids were per channel (no channel in it): the buyer is sent back to the link.
     await post(t, tap(user, 'buy:no-such-plan'));
     expect(lastText(t, user)).toBe(MESSAGES.planGone);
     await post(t, command(user, '/status'));

@@ -6,6 +6,7 @@ import type { Engine } from '../persistence/apply-event.js';
 import { findEffectResult, recordEffectResult } from '../persistence/effect-results.repo.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../persistence/queues.js';
 import { isRetryable } from '../domain/errors.js';
+import { countProviderError, deadLetters, jobRetries } from '../operator/metrics.js';
 import type { EffectActor, EffectJob } from './effect-actor.js';
 
 export interface RunnerDeps {
@@ -33,6 +34,7 @@ export function workOptions(config: RunnerDeps['config']) {
 /** Runs one job: replay a recorded result if the effect already happened, else perform and record it; then apply it. */
 export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, actor: EffectActor, job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal }) {
   const { paymentId, effect, attempt } = job.data;
+  if (job.retryCount > 0) jobRetries.inc({ queue: queueOf(effect) });
   const log = deps.log.child({ paymentId, jobId: job.id, effect, attempt });
   // A first claim (retryCount 0) cannot have a recorded result: job ids are unique per (payment, effect,
   // attempt), so only a retry of this very job could have recorded one. Skipping the read saves a round trip.
@@ -56,6 +58,7 @@ export async function startActors(deps: RunnerDeps, actors: EffectActor[]): Prom
         const id = jobs[i]!.id;
         if (outcome.status === 'fulfilled') return { id, status: 'completed' as const };
         const error = outcome.reason as Error;
+        countProviderError(error);
         deps.log.warn({ jobId: id, paymentId: jobs[i]!.data.paymentId, effect: actor.effect, err: error }, 'effect failed');
         // An error that says retrying cannot help (domain errors carry `retryable`) skips the retries.
         const status = isRetryable(error) ? ('failed' as const) : ('deadletter' as const);
@@ -76,6 +79,7 @@ export async function startDeadLetterWorker(deps: RunnerDeps): Promise<void> {
         const { paymentId, effect } = job.data;
         const error = messageOf(job.sourceOutput) ?? 'no error recorded';
         await deps.engine.applyEvent(paymentId, { type: 'effect.exhausted', effect, error }, { source: 'dead-letter' });
+        deadLetters.inc({ queue: job.sourceName ?? queueOf(effect) });
         deps.log.error({ paymentId, effect, error }, 'effect exhausted its retries; payment parked for review');
       }
     },

@@ -12,11 +12,13 @@ import {
   type PlanView,
 } from './channel.schema.js';
 import { findChannel, insertChannel, listChannels as listChannelRows, updateChannel as updateChannelRow, type ChannelRow, type ChannelSettings } from './channels.repo.js';
-import { findPlan, insertPlan, plansOfChannels, updatePlan, type NewPlan, type PlanRow } from './plans.repo.js';
+import { insertPlan, plansOfChannels, updatePlan, type NewPlan, type PlanRow } from './plans.repo.js';
+import { saveChannelTexts } from './owner-texts.js';
 
 // Channel administration shared by the admin API and the CLI, so both apply the same rules.
 //
-// Plans in a PATCH are upserted by plan_id: an id of one of this channel's plans updates that plan
+// Plans in a PATCH are upserted by plan_id within the channel (ids are unique per channel, so another
+// channel's "month" is no concern here): an id of one of this channel's plans updates that plan
 // with the fields given; an unknown id, or no id, adds a plan (all of title, price_usd, duration_days
 // required). Plans are never deleted, because orders reference them; `"active": false` withdraws one.
 // Settings are checked after merging the patch into the stored channel, so changing only `network`
@@ -34,7 +36,7 @@ function conflict(error: unknown): never {
   if (e.code === UNIQUE_VIOLATION) {
     if (e.constraint === 'channels_pkey') throw new ConflictError('open_channel_id: this channel already exists; update it with PATCH /admin/channels/:open_channel_id');
     if (e.constraint === 'channels_closed_channel_id_key') throw new ConflictError('closed_channel_id: already used by another channel');
-    if (e.constraint === 'plans_pkey') throw new ConflictError(`plan_id: already taken by another plan (${e.detail ?? 'duplicate'})`);
+    if (e.constraint === 'plans_pkey') throw new ConflictError(`plan_id: this channel already has a plan with this id (${e.detail ?? 'duplicate'})`);
   }
   throw error;
 }
@@ -145,13 +147,6 @@ export async function updateChannel(pool: pg.Pool, openChannelId: string, patch:
         });
         continue;
       }
-      if (p.plan_id !== undefined) {
-        const elsewhere = await findPlan(client, p.plan_id);
-        if (elsewhere) {
-          problems.push({ field: field('plan_id'), message: `belongs to channel ${elsewhere.openChannelId}, not ${openChannelId}` });
-          continue;
-        }
-      }
       const missing = (['title', 'price_usd', 'duration_days'] as const).filter((k) => p[k] === undefined);
       for (const k of missing) problems.push({ field: field(k), message: 'is required for a new plan' });
       if (missing.length === 0) {
@@ -166,6 +161,8 @@ export async function updateChannel(pool: pg.Pool, openChannelId: string, patch:
       if (w.kind === 'insert') await insertPlan(client, w.plan).catch(conflict);
       else await updatePlan(client, w.plan);
     }
+    // The owner's bot texts (GET /admin/channels/:id/texts shows them), under the same channel row lock.
+    if (patch.texts !== undefined) await saveChannelTexts(client, openChannelId, patch.texts);
     return channelView(channel, await plansOfChannels(client, [openChannelId]));
   });
 }

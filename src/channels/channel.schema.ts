@@ -1,6 +1,7 @@
 import { getAddress, isAddress } from 'ethers';
 import { z } from 'zod';
 import { InvalidInputError } from '../domain/errors.js';
+import { channelTextsPatchSchema } from './owner-texts.js';
 
 // What a channel owner's configuration may look like, shared by the admin API (which also turns these
 // schemas into its OpenAPI document) and the CLI. Telegram ids and money never become JS numbers:
@@ -138,7 +139,7 @@ function checkSettings(value: SettingsInput, ctx: IssueSink): void {
 
 /** The settings of a channel without its plans; PATCH checks the merged result of current + patch against it. */
 export const channelSettingsSchema = z
-  .strictObject({ open_channel_id: channelIdSchema.optional(), ...settingsShape })
+  .strictObject({ open_channel_id: channelIdSchema.optional(), ...settingsShape, texts: channelTextsPatchSchema.nullish() })
   .superRefine(checkSettings)
   .transform((v) => ({ ...v, wallet_address: normalizeWallet(v.wallet_address, v.network) }));
 
@@ -194,6 +195,8 @@ export const patchChannelSchema = z
     threshold_usd: settingsShape.threshold_usd,
     platform_fee_percent: settingsShape.platform_fee_percent.optional(),
     plans: z.array(planPatchSchema).max(50).optional(),
+    // The owner's wording of bot messages (src/channels/owner-texts.ts); null restores every default.
+    texts: channelTextsPatchSchema.nullish(),
   })
   .superRefine((value, ctx) => {
     if (Object.keys(value).length === 0) ctx.addIssue({ code: 'custom', message: 'nothing to update: give at least one field' });

@@ -1,7 +1,8 @@
 import type { Queryable } from './channels.repo.js';
 
 // Plans are never deleted: orders reference them and keep the price they were sold at. A plan that is
-// no longer sold is marked inactive.
+// no longer sold is marked inactive. A plan is keyed by (open_channel_id, plan_id): two channels may
+// both have a plan called "month", so every lookup names the channel.
 
 export interface PlanRow {
   planId: string;
@@ -37,8 +38,9 @@ export async function updatePlan(db: Queryable, p: NewPlan): Promise<PlanRow> {
   return rows[0];
 }
 
-export async function findPlan(db: Queryable, planId: string): Promise<PlanRow | null> {
-  const { rows } = await db.query<PlanRow>(`SELECT ${COLUMNS} FROM plans WHERE plan_id = $1`, [planId]);
+/** A plan is named by its channel and its id: ids are unique per channel only (migration 010). */
+export async function findPlan(db: Queryable, openChannelId: string, planId: string): Promise<PlanRow | null> {
+  const { rows } = await db.query<PlanRow>(`SELECT ${COLUMNS} FROM plans WHERE open_channel_id = $1 AND plan_id = $2`, [openChannelId, planId]);
   return rows[0] ?? null;
 }
 

@@ -9,13 +9,18 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { NotConfiguredError } from '../domain/errors.js';
 import type { IpnService } from '../intake/ipn.service.js';
+import type { OwnerAccessDeps } from '../channels/owner-access.js';
+import type { JournalWatch } from '../operator/journal-feed.js';
 import type { OrderService } from '../orders/order.service.js';
 import type { PayoutTargetCheck } from '../payouts/payout-target-check.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { registerErrorHandler } from './plugins/error-handler.js';
+import { registerMetrics } from './plugins/metrics.js';
 import { registerOpenApi } from './plugins/openapi.js';
 import { adminChannelsRoutes } from './routes/admin-channels.route.js';
 import { adminIpnRoutes } from './routes/admin-ipn.route.js';
+import { adminOwnerRoutes } from './routes/admin-owner.route.js';
+import { adminInspectorRoutes } from './routes/admin-inspector.route.js';
 import { adminPaymentsRoutes } from './routes/admin-payments.route.js';
 import { adminPayoutsRoutes, type AdminPayoutsDeps } from './routes/admin-payouts.route.js';
 import { healthRoutes } from './routes/health.route.js';
@@ -43,6 +48,10 @@ export interface AppDeps {
   payouts?: Pick<AdminPayoutsDeps, 'txStatus' | 'resumeBatch'> & { checkTarget?: PayoutTargetCheck };
   /** Extra routes the root adds (the sandbox's "play the buyer" endpoints); http never imports src/sandbox. */
   extraRoutes?: FastifyPluginAsync[];
+  /** Journal rows as they commit (the service's LISTEN connection), for the operators' live inspector and statechart. */
+  journalFeed?: JournalWatch | null;
+  /** What the owner's manual access changes need besides pool, boss and log (the Bot API, reminders); absent: they answer 503. */
+  ownerAccess?: Omit<OwnerAccessDeps, 'pool' | 'boss' | 'log'> | null;
 }
 
 /** An app built without the payout machinery (tests of other routes): reads work, actions say so. */
@@ -75,6 +84,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // nothing was stored, and a stored body is deduplicated anyway.
   await app.register(underPressure, { maxEventLoopDelay: 2_000, retryAfter: 10 });
   await registerOpenApi(app);
+  // Before the routes: HTTP request metrics hook every route registered after it.
+  await registerMetrics(app, { pool, config });
   await app.register(healthRoutes, { pool, boss: deps.boss });
 
   // Providers calling us.
@@ -87,11 +98,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Buyers.
   await app.register(async (scope) => ordersRoutes(scope, { orderService: deps.orders, rateLimitPerMinute: config.ORDER_RATE_LIMIT }));
   await app.register(paymentStatusRoutes, { pool, statusTokenSecret: deps.statusTokenSecret, rateLimitPerMinute: config.STATUS_RATE_LIMIT });
-  await app.register(successPageRoutes);
+  await app.register(successPageRoutes, { pool, statusTokenSecret: deps.statusTokenSecret, supportContact: config.SUPPORT_CONTACT });
 
   // Owners, operators, monitoring.
   await app.register(async (scope) => adminChannelsRoutes(scope, { pool, adminToken: config.ADMIN_TOKEN, ...(deps.payouts?.checkTarget && { checkPayoutTarget: deps.payouts.checkTarget }) }));
   await app.register(async (scope) => adminPaymentsRoutes(scope, { config, pool, engine: deps.engine }));
+  await app.register(async (scope) =>
+    adminOwnerRoutes(scope, { pool, adminToken: config.ADMIN_TOKEN, access: deps.ownerAccess ? { pool, boss: deps.boss, log: deps.log, ...deps.ownerAccess } : null }),
+  );
+  await app.register(async (scope) => adminInspectorRoutes(scope, { config, pool, journalFeed: deps.journalFeed ?? null }));
   await app.register(adminIpnRoutes, { pool, ipn: deps.ipn, adminToken: config.ADMIN_TOKEN });
   await app.register(async (scope) => adminPayoutsRoutes(scope, { pool, adminToken: config.ADMIN_TOKEN, ...(deps.payouts ?? WITHOUT_PAYOUT_WORKERS) }));
   await app.register(metricsRoutes, { adminToken: config.ADMIN_TOKEN });

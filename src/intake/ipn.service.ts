@@ -65,6 +65,22 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
     return `order_id ${JSON.stringify(orderId)} differs from order_id ${JSON.stringify(known)} of payment ${paymentId}; the payment is unchanged`;
   }
 
+  /**
+   * A dropped connection or a failover fails one attempt; the next one gets another connection. Two
+   * quick retries of that case only (applyEvent is idempotent) save the buyer the wait for
+   * reconciliation; anything else, or what still fails, is answered "stored" as before.
+   */
+  async function applyWithRetries<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let n = 1; ; n++) {
+      try {
+        return await attempt();
+      } catch (error) {
+        if (n >= 3 || !isDatabaseUnavailable(error)) throw error;
+        log.warn({ err: error, attempt: n }, 'the database connection dropped while applying an IPN; trying again');
+      }
+    }
+  }
+
   async function apply(deliveryId: string, body: unknown, source: string, mapping: IpnMapping = mapIpnBody(body)): Promise<IpnOutcome> {
     if (!mapping.ok) return park(deliveryId, mapping.paymentId, mapping.problem);
     const { paymentId, event } = mapping;
@@ -75,7 +91,7 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
     try {
       const conflict = await orderConflict(paymentId, event.facts.orderId);
       if (conflict) return park(deliveryId, paymentId, conflict, event.type);
-      const result = await engine.applyEvent(paymentId, event, { source });
+      const result = await applyWithRetries(() => engine.applyEvent(paymentId, event, { source }));
       await markDelivery(pool, deliveryId, { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId });
       log.info({ deliveryId, paymentId, event: event.type, outcome: result.outcome, state: result.state, source }, 'IPN applied');
       ipnProcessed.inc({ outcome: result.outcome });

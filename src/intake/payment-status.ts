@@ -1,10 +1,17 @@
+import { Decimal } from 'decimal.js';
 import type pg from 'pg';
+import type { FailureReason } from '../machines/payment.machine.js';
 import { BUYER_STEPS, type BuyerStep, type PaymentView } from '../machines/payment.view.js';
 import { verifyStatusToken } from '../orders/status-token.js';
 
-// What the buyer's success page shows. A pure read: one SELECT over orders and payments, nothing
-// written, nothing enqueued. The replaced system re-ran processing from its status poll and sent nine
-// invites for one payment; here only verified IPNs and reconciliation produce events.
+// What the buyer's success page shows. A pure read: one SELECT over the order, its channel and plan,
+// its payment, its subscription grant and its invite; nothing written, nothing enqueued. The replaced
+// system re-ran processing from its status poll and sent nine invites for one payment; here only
+// verified IPNs and reconciliation produce events.
+//
+// Facts only the buyer should see (amounts, the access end, the invoice and the invite link) are
+// answered only with the order's signed status token. The plain-words description comes from a
+// DescribeStatus in the buyer's language (the HTTP layer holds the dictionaries); English by default.
 
 export const STEPS = BUYER_STEPS;
 export type Step = BuyerStep;
@@ -19,12 +26,41 @@ export interface PaymentStatusView {
   final: boolean;
   updated_at: string;
   state_entered_at: string;
-  invite: { url: string } | null;
+  /** What was ordered (null for a payment no order is known for). */
+  order: { channel_title: string | null; plan_title: string | null; duration_days: number | null; price_usd: string } | null;
+  /** What arrived in the currency the buyer paid in, and what is missing (token only; null before anything arrived). */
+  paid: { amount: string; currency: string; expected: string | null; missing: string | null } | null;
+  /** When the channel access this order granted ends (token only). */
+  access_ends_at: string | null;
+  /** The invoice to pay (the rest of an underpayment goes to the same address; token only). */
+  invoice_url: string | null;
+  /** Why a failed payment failed. */
+  failure: FailureReason | null;
+  /** The single-use invite link and until when it can be used (token only). */
+  invite: { url: string; expires_at: string | null; single_use: true } | null;
   invite_undeliverable: boolean;
 }
 
+/** What a description may mention. Amounts only with the token. */
+export interface StatusFacts {
+  authorised: boolean;
+  undeliverable: boolean;
+  failure: FailureReason | null;
+  received: { paid: string; expected: string; missing: string | null; currency: string } | null;
+}
+
+/** The plain-words description of a step, in one language. */
+export type DescribeStatus = (step: Step, facts: StatusFacts) => string;
+
 interface Row {
   order_created_at: Date | null;
+  price_usd: string | null;
+  invoice_url: string | null;
+  channel_title: string | null;
+  plan_title: string | null;
+  duration_days: number | null;
+  access_ends_at: Date | null;
+  invite_expires_at: Date | null;
   payment_id: string | null;
   state: string | null;
   view: PaymentView | null;
@@ -34,10 +70,18 @@ interface Row {
 
 // The order's payment that matters to the buyer: the one that was granted access, else the most
 // advanced (a repeat deposit parked for review must not hide the first payment's invite), else the latest.
+// Every join is on a primary key (the plan by its channel and id).
 const QUERY = `
-  SELECT o.created_at AS order_created_at, p.payment_id, p.state, p.view, p.updated_at, p.state_entered_at
+  SELECT o.created_at AS order_created_at, o.price_usd::text AS price_usd, o.invoice_url,
+         c.title AS channel_title, pl.title AS plan_title, pl.duration_days,
+         g.expires_at AS access_ends_at, i.expire_date AS invite_expires_at,
+         p.payment_id, p.state, p.view, p.updated_at, p.state_entered_at
     FROM (SELECT $1::text AS order_id) q
     LEFT JOIN orders o ON o.order_id = q.order_id
+    LEFT JOIN channels c ON c.open_channel_id = o.open_channel_id
+    LEFT JOIN plans pl ON pl.open_channel_id = o.open_channel_id AND pl.plan_id = o.plan_id
+    LEFT JOIN subscription_grants g ON g.order_id = o.order_id
+    LEFT JOIN invites i ON i.order_id = o.order_id
     LEFT JOIN LATERAL (
       SELECT * FROM payments p
        WHERE p.order_id = q.order_id
@@ -51,8 +95,24 @@ export interface StatusQuery {
   token?: string | undefined;
 }
 
+const isAmount = (v: string | null | undefined): v is string => typeof v === 'string' && /^\d+(\.\d+)?$/.test(v) && !new Decimal(v).isZero();
+
+/** What arrived against what was asked, in the pay currency; null before anything arrived. */
+function receivedOf(view: PaymentView | null): StatusFacts['received'] {
+  const np = view?.np;
+  if (!np || !isAmount(np.actuallyPaid) || !np.payCurrency) return null;
+  const expected = isAmount(np.payAmount) ? np.payAmount : null;
+  const missing = expected && new Decimal(expected).gt(np.actuallyPaid) ? new Decimal(expected).minus(np.actuallyPaid).toFixed() : null;
+  return { paid: new Decimal(np.actuallyPaid).toFixed(), expected: expected ? new Decimal(expected).toFixed() : '', missing, currency: np.payCurrency };
+}
+
 /** null when neither an order nor a payment is known under this id. */
-export async function readPaymentStatus(pool: pg.Pool, statusTokenSecret: string, query: StatusQuery): Promise<PaymentStatusView | null> {
+export async function readPaymentStatus(
+  pool: pg.Pool,
+  statusTokenSecret: string,
+  query: StatusQuery,
+  describe: DescribeStatus = describeInEnglish,
+): Promise<PaymentStatusView | null> {
   const row = (await pool.query<Row>(QUERY, [query.orderId])).rows[0];
   if (!row || (row.order_created_at === null && row.payment_id === null)) return null;
   const authorised = verifyStatusToken(statusTokenSecret, query.orderId, query.token);
@@ -61,22 +121,32 @@ export async function readPaymentStatus(pool: pg.Pool, statusTokenSecret: string
   const hasLink = step === 'done' && typeof access?.inviteLink === 'string' && access.inviteLink.length > 0;
   const undeliverable = step === 'done' && Boolean(access?.undeliverableReason);
   const since = (row.state_entered_at ?? row.order_created_at ?? new Date(0)).toISOString();
+  const received = receivedOf(row.view);
+  const failure = step === 'failed' ? (row.view?.failure ?? 'failed') : null;
   return {
     order_id: query.orderId,
     state: row.state,
     step,
-    description: describe(step, row.view, { authorised, undeliverable }),
+    description: describe(step, { authorised, undeliverable, failure, received: authorised && received?.expected ? received : null }),
     final: step === 'done' || step === 'failed',
     updated_at: (row.updated_at ?? row.order_created_at ?? new Date(0)).toISOString(),
     state_entered_at: since,
-    invite: hasLink && authorised ? { url: access!.inviteLink! } : null,
+    order:
+      row.price_usd === null
+        ? null
+        : { channel_title: row.channel_title, plan_title: row.plan_title, duration_days: row.duration_days, price_usd: new Decimal(row.price_usd).toFixed() },
+    paid: authorised && received ? { amount: received.paid, currency: received.currency, expected: received.expected || null, missing: received.missing } : null,
+    access_ends_at: authorised && row.access_ends_at ? row.access_ends_at.toISOString() : null,
+    invoice_url: authorised ? row.invoice_url : null,
+    failure,
+    invite: hasLink && authorised ? { url: access!.inviteLink!, expires_at: row.invite_expires_at?.toISOString() ?? null, single_use: true } : null,
     invite_undeliverable: undeliverable,
   };
 }
 
 const SUPPORT = 'contact support and quote your order id';
 
-function describe(step: Step, context: PaymentView | null, o: { authorised: boolean; undeliverable: boolean }): string {
+export const describeInEnglish: DescribeStatus = (step, o) => {
   switch (step) {
     case 'waiting_for_payment':
       return 'We are waiting for your payment. If you have just paid, it can take a few minutes to appear here; keep this page open.';
@@ -92,22 +162,22 @@ function describe(step: Step, context: PaymentView | null, o: { authorised: bool
         ? 'Done: your access is ready, but our bot could not message you in Telegram. Use the button below to join the channel.'
         : 'Done: the bot has sent you an invite link in Telegram. You can also use the button below to join the channel.';
     case 'underpaid': {
-      const np = context?.np;
-      const amounts = o.authorised && np?.actuallyPaid && np.payAmount ? ` (received ${np.actuallyPaid} of ${np.payAmount} ${np.payCurrency ?? ''})`.replace(' )', ')') : '';
-      return `We received less than the price${amounts}, so access is on hold. Nothing is lost: ${SUPPORT} to pay the difference or get a refund.`;
+      const r = o.received;
+      const amounts = r ? ` (received ${r.paid} of ${r.expected} ${r.currency}${r.missing ? `; ${r.missing} ${r.currency} missing` : ''})` : '';
+      return `We received less than the price${amounts}, so access is on hold. Nothing is lost: send the missing amount to the same address from the payment page, or ${SUPPORT} to pay the difference or get a refund.`;
     }
     case 'failed':
-      switch (context?.failure) {
+      switch (o.failure) {
         case 'expired':
-          return `The payment window expired before a payment arrived. If you did send money, ${SUPPORT}; otherwise start a new order.`;
+          return `The payment window expired before a payment arrived. If you did send money, ${SUPPORT}; otherwise start a new order in the bot.`;
         case 'refunded':
-          return `This payment was refunded to you. To get access, start a new order; with questions, ${SUPPORT}.`;
+          return `This payment was refunded to you. To get access, start a new order in the bot; with questions, ${SUPPORT}.`;
         case 'cancelled':
           return `This payment was cancelled by support. If you did not expect that, ${SUPPORT}.`;
         default:
-          return `The payment provider reported that this payment failed. If money left your wallet, ${SUPPORT}; otherwise start a new order.`;
+          return `The payment provider reported that this payment failed. If money left your wallet, ${SUPPORT}; otherwise start a new order in the bot.`;
       }
     case 'needs_review':
       return `Your payment arrived, but something needs a person to check it. Nothing is lost: we will sort it out; you can ${SUPPORT}.`;
   }
-}
+};

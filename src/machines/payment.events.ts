@@ -77,10 +77,19 @@ export type ActorEvent =
   /** A job that used up its retries: the region that waited for it parks for review. */
   | { type: 'effect.exhausted'; effect: EffectName; error: string };
 
-export type OperatorEvent =
-  | { type: 'operator.retry'; by: string; note?: string }
-  | { type: 'operator.accept_underpaid'; by: string; note?: string }
-  | { type: 'operator.cancel'; by: string; note?: string };
+/**
+ * What an operator may do to a payment. `by` (who) and `reason` (why) are kept in the journal row's event;
+ * the admin API requires both (optional here only so engine-level tests and scripts stay short).
+ *   operator.retry            run the parked step again (route, invite, or the payout step that parked) under a new attempt
+ *   operator.reinvite         a new invite link for the buyer (access invited, undeliverable or parked; also after paid,
+ *                             e.g. when a stranger used the link): access goes back to inviting under a new invite attempt
+ *   operator.accept_underpaid take an underpayment as paid
+ *   operator.cancel           give up on an underpaid or parked payment
+ */
+export const OPERATOR_EVENTS = ['operator.retry', 'operator.reinvite', 'operator.accept_underpaid', 'operator.cancel'] as const;
+export type OperatorEventType = (typeof OPERATOR_EVENTS)[number];
+
+export type OperatorEvent = { [T in OperatorEventType]: { type: T; by: string; reason?: string; note?: string } }[OperatorEventType];
 
 export type PaymentEvent = NpEvent | ActorEvent | OperatorEvent;
 

@@ -217,3 +217,94 @@ describe('persistence round trip', () => {
     expect(next.effects).toEqual([{ effect: 'settle', attempt: 0 }]);
   });
 });
+
+describe('operator.reinvite: a new invite link for the buyer', () => {
+  const reinvite: PaymentEvent = { type: 'operator.reinvite', by: 'ops', reason: 'a stranger used the link' };
+  const can = (snapshot: PaymentSnapshot, event: PaymentEvent) => snapshot.can(event);
+
+  it('from invited (while the payout runs): back to inviting under the next invite attempt, the old link forgotten', () => {
+    const a = run([np('finished'), route('threshold'), { type: 'invite.sent', inviteLink: 'https://t.me/+old' }]);
+    expect(a.snapshot.value).toEqual({ routed: { access: 'invited', payout: 'accumulating' } });
+    expect(can(a.snapshot, reinvite)).toBe(true);
+    const b = run([reinvite], a.snapshot);
+    expect(b.snapshot.value).toEqual({ routed: { access: 'inviting', payout: 'accumulating' } });
+    expect(b.effects).toEqual([{ effect: 'invite', attempt: 1 }]);
+    expect(b.snapshot.context.access).toEqual({ inviteLink: null, undeliverableReason: null });
+    expect(b.summary.step).toBe('invite_sent');
+    // The payout region is untouched: no accumulate job again, and its result still applies.
+    const c = run([{ type: 'accumulate.done', ledgerEntryId: 'le-1' }, { type: 'invite.sent', inviteLink: 'https://t.me/+new' }], b.snapshot);
+    expect(c.effects).toEqual([]);
+    expect(c.snapshot.value).toEqual({ routed: { access: 'invited', payout: 'accumulated' } });
+    expect(c.snapshot.context.access.inviteLink).toBe('https://t.me/+new');
+    // A second re-issue takes the attempt after that.
+    expect(run([reinvite], c.snapshot).effects).toEqual([{ effect: 'invite', attempt: 2 }]);
+  });
+
+  it('from undeliverable: the buyer unblocked the bot, so the invite is sent again', () => {
+    const a = run([np('finished'), route('threshold'), { type: 'invite.undeliverable', inviteLink: 'l', reason: 'Forbidden: bot was blocked by the user' }]);
+    const b = run([reinvite], a.snapshot);
+    expect(b.snapshot.value).toEqual({ routed: { access: 'inviting', payout: 'accumulating' } });
+    expect(b.effects).toEqual([{ effect: 'invite', attempt: 1 }]);
+    expect(b.snapshot.context.access.undeliverableReason).toBeNull();
+  });
+
+  it('from access review: like a retry, and the review is cleared', () => {
+    const a = run([np('finished'), route('instant'), { type: 'invite.failed', reason: 'bot is not an admin' }]);
+    expect(a.summary.state).toBe('needs_review');
+    const b = run([reinvite], a.snapshot);
+    expect(b.effects).toEqual([{ effect: 'invite', attempt: 1 }]);
+    expect(b.summary).toMatchObject({ state: 'routed', reviewReason: null });
+  });
+
+  it('after paid (a stranger used the link once everything was done): access reopens, the payout stays done', () => {
+    const a = run([np('finished'), route('instant'), { type: 'invite.sent', inviteLink: 'l' }, { type: 'split.done', exchangeId: 'e', txHash: 'h' }, { type: 'payout.settled' }]);
+    expect(a.snapshot.value).toBe('paid');
+    const b = run([reinvite], a.snapshot);
+    expect(b.snapshot.value).toEqual({ routed: { access: 'inviting', payout: 'done' } });
+    expect(b.effects).toEqual([{ effect: 'invite', attempt: 1 }]);
+    expect(b.snapshot.context.payout.txHash).toBe('h');
+    const c = run([{ type: 'invite.sent', inviteLink: 'l2' }], b.snapshot);
+    expect(c.snapshot.value).toBe('paid');
+    expect(c.effects).toEqual([]);
+  });
+
+  it('is refused (no change, no effect) while the invite is still being made, and before access exists', () => {
+    const inviting = run([np('finished'), route('instant')]);
+    for (const snapshot of [inviting.snapshot, run([np('finished')]).snapshot, run([np('waiting')]).snapshot, run([np('expired')]).snapshot]) {
+      expect(can(snapshot, reinvite)).toBe(false);
+      expect(step(snapshot, reinvite)).toMatchObject({ changed: false, effects: [] });
+    }
+  });
+
+  it('survives a persistence round trip', () => {
+    const a = run([np('finished'), route('threshold'), { type: 'invite.sent', inviteLink: 'l' }]);
+    const restored = restore(JSON.parse(JSON.stringify(persist(a.snapshot))));
+    expect(restored.can(reinvite)).toBe(true);
+    expect(step(restored, reinvite).effects).toEqual([{ effect: 'invite', attempt: 1 }]);
+  });
+});
+
+describe('which operator events each state allows (what the operator surface offers)', () => {
+  const ops = (snapshot: PaymentSnapshot) =>
+    (['operator.retry', 'operator.reinvite', 'operator.accept_underpaid', 'operator.cancel'] as const).filter((type) => snapshot.can({ type, by: 'ops', reason: 'r' }));
+
+  it('matches the statechart', () => {
+    expect(ops(run([np('waiting')]).snapshot)).toEqual([]);
+    expect(ops(run([np('partially_paid', { ...paid, actuallyPaid: '0.01' })]).snapshot)).toEqual(['operator.accept_underpaid', 'operator.cancel']);
+    expect(ops(run([np('finished'), { type: 'route.rejected', reason: 'x' }]).snapshot)).toEqual(['operator.retry', 'operator.cancel']);
+    expect(ops(run([np('finished'), route('instant')]).snapshot)).toEqual([]);
+    expect(ops(run([np('finished'), route('instant'), { type: 'payout.failed', reason: 'x' }]).snapshot)).toEqual(['operator.retry']);
+    expect(ops(run([np('finished'), route('instant'), { type: 'invite.failed', reason: 'x' }]).snapshot)).toEqual(['operator.retry', 'operator.reinvite']);
+    expect(ops(run([np('finished'), route('threshold'), { type: 'invite.sent', inviteLink: 'l' }]).snapshot)).toEqual(['operator.reinvite']);
+  });
+
+  it('an operator retry that parks nothing changes nothing', () => {
+    const a = run([np('finished'), route('instant'), { type: 'invite.sent', inviteLink: 'l' }]);
+    expect(step(a.snapshot, { type: 'operator.retry', by: 'ops', reason: 'r' })).toMatchObject({ changed: false, effects: [] });
+  });
+
+  it('accepting an underpayment keeps who and why on the exception axis', () => {
+    const a = run([np('partially_paid', { ...paid, actuallyPaid: '0.04' }), { type: 'operator.accept_underpaid', by: 'ops', reason: 'buyer paid the rest by card' }]);
+    expect(a.snapshot.context.exceptions).toEqual(['underpayment accepted by ops (buyer paid the rest by card)']);
+  });
+});

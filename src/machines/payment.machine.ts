@@ -64,6 +64,12 @@ function underpaidReason(np: NpFacts): string {
   return `paid ${np.actuallyPaid} of ${np.payAmount} ${np.payCurrency ?? ''}`.trim();
 }
 
+/** operator.reinvite inside the access region: back to inviting under a new invite attempt (a new job id). */
+const REINVITE = {
+  target: 'inviting',
+  actions: ['forgetInvite', { type: 'bumpAttempt', params: { effect: 'invite' } }],
+} as const;
+
 const effect = (name: EffectName) => ({
   type: `effect.${name}` as const,
   params: ({ context }: { context: PaymentContext }) => ({ effect: name, attempt: context.attempts[name] }),
@@ -93,7 +99,7 @@ export const paymentMachine = setup({
       exceptions: [...context.exceptions, 'refunded after finished: access and payout were already under way'],
     })),
     acceptUnderpaid: assign(({ context, event }) => ({
-      exceptions: [...context.exceptions, `underpayment accepted by ${'by' in event ? event.by : 'operator'}`],
+      exceptions: [...context.exceptions, `underpayment accepted by ${'by' in event ? event.by : 'operator'}${'by' in event && event.reason ? ` (${event.reason})` : ''}`],
     })),
     clearPaymentReview: assign(({ context }) => ({ reviews: { ...context.reviews, payment: undefined } })),
     parkPayment: assign(({ context, event }) => ({
@@ -110,6 +116,8 @@ export const paymentMachine = setup({
         : { access: context.access },
     ),
     parkAccess: assign(({ context, event }) => ({ reviews: { ...context.reviews, access: reasonOf(event) } })),
+    // A re-issued invite starts from nothing: the old link (used by a stranger, revoked, or never delivered) is not shown again.
+    forgetInvite: assign(() => ({ access: { inviteLink: null, undeliverableReason: null } })),
     clearAccessReview: assign(({ context }) => ({ reviews: { ...context.reviews, access: undefined } })),
 
     recordSplit: assign(({ context, event }) =>
@@ -242,12 +250,16 @@ export const paymentMachine = setup({
                 'effect.exhausted': { guard: { type: 'exhausted', params: { effect: 'invite' } }, target: 'review', actions: 'parkAccess' },
               },
             },
-            invited: { type: 'final' },
+            // Final for the payment's progress, but an operator may still re-issue the invite (operator.reinvite).
+            invited: { type: 'final', on: { 'operator.reinvite': REINVITE } },
             // The link exists but the bot could not DM it (buyer blocked the bot): the success page shows it.
-            undeliverable: { type: 'final' },
+            undeliverable: { type: 'final', on: { 'operator.reinvite': REINVITE } },
             review: {
               exit: 'clearAccessReview',
-              on: { 'operator.retry': { target: 'inviting', actions: { type: 'bumpAttempt', params: { effect: 'invite' } } } },
+              on: {
+                'operator.retry': { target: 'inviting', actions: { type: 'bumpAttempt', params: { effect: 'invite' } } },
+                'operator.reinvite': REINVITE,
+              },
             },
           },
         },
@@ -309,7 +321,15 @@ export const paymentMachine = setup({
       },
     },
     // Not a final state, so a refund reported after delivery can still be recorded on the exception axis.
-    paid: {},
+    // A re-issued invite reopens the access region only: the payout stays done and nothing of it runs again.
+    paid: {
+      on: {
+        'operator.reinvite': {
+          target: ['#payment.routed.access.inviting', '#payment.routed.payout.done'],
+          actions: ['forgetInvite', { type: 'bumpAttempt', params: { effect: 'invite' } }],
+        },
+      },
+    },
   },
 });
 

@@ -4,10 +4,11 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { channelIdSchema, planIdSchema, userIdSchema } from '../channels/channel.schema.js';
 import { findChannel } from '../channels/channels.repo.js';
-import { findPlan } from '../channels/plans.repo.js';
+import { findPlan, type PlanRow } from '../channels/plans.repo.js';
 import { InvalidInputError, NotConfiguredError, NotFoundError, ProviderUnavailableError } from '../domain/errors.js';
 import type { NowPaymentsClient } from '../nowpayments/client.js';
-import { insertOrder, setOrderInvoice } from './orders.repo.js';
+import { inTransaction, type Queryable } from '../persistence/transaction.js';
+import { findOpenOrder, insertOrder, setOrderInvoice } from './orders.repo.js';
 import { signStatusToken } from './status-token.js';
 
 export interface CreatedOrder {
@@ -16,10 +17,21 @@ export interface CreatedOrder {
   /** The success page with its signed status token. */
   statusUrl: string;
   priceUsd: string;
+  /** true when the buyer's open order for this plan was answered instead of a new one (the bot's second tap). */
+  reused: boolean;
+}
+
+export interface CreateOrderInput {
+  buyerTelegramId: string;
+  openChannelId: string;
+  planId: string;
+  source: 'api' | 'bot';
+  /** The buyer's language (Telegram's language_code), carried to the buyer's pages as ?lang=. */
+  lang?: string | undefined;
 }
 
 export interface OrderService {
-  createOrder(input: { buyerTelegramId: string; openChannelId: string; planId: string; source: 'api' | 'bot' }): Promise<CreatedOrder>;
+  createOrder(input: CreateOrderInput): Promise<CreatedOrder>;
 }
 
 export interface OrderServiceDeps {
@@ -29,6 +41,21 @@ export interface OrderServiceDeps {
   statusTokenSecret: string;
   publicBaseUrl(): string;
   log: Logger;
+  /**
+   * How long a bot order's invoice is offered again to the same buyer for the same plan (ms; default
+   * one hour). Within it a second tap answers the open order instead of creating another invoice.
+   */
+  reuseOpenOrderForMs?: number;
+}
+
+/** Advisory-lock class for "one open order per buyer and plan" (the second key is a hash of the triple). */
+const OPEN_ORDER_LOCK = 72_410_010;
+const DEFAULT_REUSE_MS = 60 * 60_000;
+
+/** A language tag safe to carry in a URL ("ru", "pt-br"), or null. */
+function langParam(lang: string | undefined): string {
+  const tag = lang?.trim().toLowerCase();
+  return tag && /^[a-z]{2,3}(-[a-z0-9]{2,8})?$/.test(tag) ? `&lang=${tag}` : '';
 }
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -61,8 +88,63 @@ function checked(field: string, schema: z.ZodType, value: string): void {
  * fails the row stays without an invoice and the caller gets 502 (nothing was charged; ordering again
  * makes a new order). Writing first matters when NowPayments created the invoice but its answer was lost:
  * IPNs for that order id still find their order instead of parking as unknown.
+ *
+ * The bot (source "bot") keeps one open order per buyer and plan: a second tap while the first order's
+ * invoice is still payable answers that order. The rule is atomic: the buyer-and-plan pair is locked
+ * (a transaction-scoped advisory lock) while the open order is looked up and, when there is none, while
+ * the new one is written and its invoice created, so two concurrent taps make one order. The API keeps
+ * making an order per call (a shop may sell several at once).
  */
 export function createOrderService(deps: OrderServiceDeps): OrderService {
+  const reuseMs = deps.reuseOpenOrderForMs ?? DEFAULT_REUSE_MS;
+  const urlsOf = (orderId: string, lang: string | undefined) => {
+    const base = deps.publicBaseUrl();
+    const order = encodeURIComponent(orderId);
+    const token = encodeURIComponent(signStatusToken(deps.statusTokenSecret, orderId));
+    return {
+      base,
+      statusUrl: `${base}/pay/success?order_id=${order}&token=${token}${langParam(lang)}`,
+      cancelUrl: `${base}/pay/cancel?order_id=${order}${langParam(lang)}`,
+    };
+  };
+
+  /** Writes the order, asks NowPayments for its invoice and stores it; a refusal is returned, not thrown, so a caller's transaction still commits the row. */
+  async function placeOrder(
+    db: Queryable,
+    nowPayments: NowPaymentsClient,
+    input: CreateOrderInput,
+    channel: { openChannelId: string; title: string },
+    plan: PlanRow,
+  ): Promise<CreatedOrder | ProviderUnavailableError> {
+    const orderId = newOrderId();
+    await insertOrder(db, {
+      orderId,
+      buyerTelegramId: input.buyerTelegramId,
+      openChannelId: channel.openChannelId,
+      planId: plan.planId,
+      priceUsd: plan.priceUsd,
+      source: input.source,
+    });
+    const { base, statusUrl, cancelUrl } = urlsOf(orderId, input.lang);
+    let invoice: { invoiceId: string; invoiceUrl: string };
+    try {
+      invoice = await nowPayments.createInvoice({
+        priceAmount: plan.priceUsd,
+        priceCurrency: 'usd',
+        orderId,
+        orderDescription: `${plan.title}: ${channel.title}`.slice(0, 250),
+        ipnCallbackUrl: `${base}/webhooks/nowpayments`,
+        successUrl: statusUrl,
+        cancelUrl,
+      });
+    } catch (error) {
+      deps.log.warn({ orderId, err: { message: (error as Error).message } }, 'NowPayments did not create an invoice');
+      return new ProviderUnavailableError('nowpayments', `NowPayments did not create the invoice for order ${orderId}; nothing was charged, please try again`);
+    }
+    await setOrderInvoice(db, orderId, invoice);
+    return { orderId, invoiceUrl: invoice.invoiceUrl, statusUrl, priceUsd: plan.priceUsd, reused: false };
+  }
+
   return {
     async createOrder(input): Promise<CreatedOrder> {
       checked('telegram_user_id', userIdSchema, input.buyerTelegramId);
@@ -71,47 +153,33 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
 
       const channel = await findChannel(deps.pool, input.openChannelId);
       if (!channel) throw new NotFoundError(`open_channel_id: no channel ${input.openChannelId} is sold here`);
-      const plan = await findPlan(deps.pool, input.planId);
-      if (!plan || plan.openChannelId !== channel.openChannelId) {
-        throw InvalidInputError.field('plan_id', `"${input.planId}" is not a plan of channel ${channel.openChannelId}`);
-      }
+      const plan = await findPlan(deps.pool, channel.openChannelId, input.planId);
+      if (!plan) throw InvalidInputError.field('plan_id', `"${input.planId}" is not a plan of channel ${channel.openChannelId}`);
       if (!plan.active) throw InvalidInputError.field('plan_id', `"${input.planId}" is no longer sold; choose an active plan of channel ${channel.openChannelId}`);
 
       const nowPayments = deps.nowPayments;
       // Refused rather than an order that can never be paid.
       if (!nowPayments) throw new NotConfiguredError('payments provider not configured: set NOWPAYMENTS_API_KEY (or run in the sandbox) and restart');
 
-      const orderId = newOrderId();
-      await insertOrder(deps.pool, {
-        orderId,
-        buyerTelegramId: input.buyerTelegramId,
-        openChannelId: channel.openChannelId,
-        planId: plan.planId,
-        priceUsd: plan.priceUsd,
-        source: input.source,
-      });
-
-      const base = deps.publicBaseUrl();
-      const order = encodeURIComponent(orderId);
-      const token = encodeURIComponent(signStatusToken(deps.statusTokenSecret, orderId));
-      const statusUrl = `${base}/pay/success?order_id=${order}&token=${token}`;
-      let invoice: { invoiceId: string; invoiceUrl: string };
-      try {
-        invoice = await nowPayments.createInvoice({
-          priceAmount: plan.priceUsd,
-          priceCurrency: 'usd',
-          orderId,
-          orderDescription: `${plan.title}: ${channel.title}`.slice(0, 250),
-          ipnCallbackUrl: `${base}/webhooks/nowpayments`,
-          successUrl: statusUrl,
-          cancelUrl: `${base}/pay/cancel?order_id=${order}`,
+      let placed: CreatedOrder | ProviderUnavailableError;
+      if (input.source === 'bot') {
+        placed = await inTransaction(deps.pool, async (client) => {
+          await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [OPEN_ORDER_LOCK, `${input.buyerTelegramId}:${channel.openChannelId}:${plan.planId}`]);
+          const open = await findOpenOrder(client, {
+            buyerTelegramId: input.buyerTelegramId,
+            openChannelId: channel.openChannelId,
+            planId: plan.planId,
+            priceUsd: plan.priceUsd,
+            newerThanMs: reuseMs,
+          });
+          if (open) return { orderId: open.orderId, invoiceUrl: open.invoiceUrl!, statusUrl: urlsOf(open.orderId, input.lang).statusUrl, priceUsd: open.priceUsd, reused: true };
+          return placeOrder(client, nowPayments, input, channel, plan);
         });
-      } catch (error) {
-        deps.log.warn({ orderId, err: { message: (error as Error).message } }, 'NowPayments did not create an invoice');
-        throw new ProviderUnavailableError('nowpayments', `NowPayments did not create the invoice for order ${orderId}; nothing was charged, please try again`);
+      } else {
+        placed = await placeOrder(deps.pool, nowPayments, input, channel, plan);
       }
-      await setOrderInvoice(deps.pool, orderId, invoice);
-      return { orderId, invoiceUrl: invoice.invoiceUrl, statusUrl, priceUsd: plan.priceUsd };
+      if (placed instanceof ProviderUnavailableError) throw placed;
+      return placed;
     },
   };
 }

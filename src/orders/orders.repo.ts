@@ -48,6 +48,28 @@ export async function findOrder(db: Queryable, orderId: string): Promise<OrderRo
   return rows[0] ?? null;
 }
 
+/**
+ * The buyer's order for this plan whose invoice is still open: it has an invoice, was made within the
+ * window at today's price, nothing was granted for it, and no payment for it got past "waiting" (a
+ * payment under way, underpaid or failed closes it). The newest such order, or null.
+ */
+export async function findOpenOrder(
+  db: Queryable,
+  q: { buyerTelegramId: string; openChannelId: string; planId: string; priceUsd: string; newerThanMs: number },
+): Promise<OrderRow | null> {
+  const { rows } = await db.query<OrderRow>(
+    `SELECT ${COLUMNS} FROM orders o
+      WHERE o.buyer_telegram_id = $1 AND o.open_channel_id = $2 AND o.plan_id = $3
+        AND o.created_at > now() - make_interval(secs => $5::double precision / 1000)
+        AND o.price_usd = $4::numeric
+        AND o.invoice_url IS NOT NULL AND o.granted_payment_id IS NULL
+        AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.order_id AND p.step IS DISTINCT FROM 'waiting_for_payment')
+      ORDER BY o.created_at DESC LIMIT 1`,
+    [q.buyerTelegramId, q.openChannelId, q.planId, q.priceUsd, q.newerThanMs],
+  );
+  return rows[0] ?? null;
+}
+
 export async function setOrderInvoice(db: Queryable, orderId: string, invoice: { invoiceId: string; invoiceUrl: string }): Promise<void> {
   await db.query('UPDATE orders SET invoice_id = $2, invoice_url = $3 WHERE order_id = $1', [orderId, invoice.invoiceId, invoice.invoiceUrl]);
 }

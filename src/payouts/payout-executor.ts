@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { isRetryable } from '../domain/errors.js';
+import { countProviderError } from '../operator/metrics.js';
 import { HOST_ASSET } from '../domain/payout-plan.js';
 import { fromBaseUnits } from '../domain/units.js';
 import type { HostWallet } from '../providers/chain/host-wallet.js';
@@ -61,7 +62,9 @@ export function createPayoutExecutor(deps: PayoutExecutorDeps) {
 
   /** A provider refusal that retrying cannot fix parks the payout; anything retryable is rethrown for the job to retry. */
   async function parkOrRethrow(payout: Payout, step: string, error: unknown) {
+    // Rethrown errors are counted by the job runner; a refusal that parks is counted here.
     if (isRetryable(error)) throw error;
+    countProviderError(error);
     const evidence = (error as { evidence?: unknown }).evidence;
     return park(payout, `${step}: ${(error as Error).message}${evidence ? ` (evidence: ${JSON.stringify(evidence)})` : ''}`);
   }

@@ -68,7 +68,7 @@ export async function openDatabase(config: Config, log: (message: string) => voi
   if (!url) {
     const dir = resolve(config.EMBEDDED_PG_DIR);
     log(`DATABASE_URL not set: starting embedded Postgres in ${dir} on port ${config.EMBEDDED_PG_PORT}`);
-    embedded = await startEmbeddedPostgres({ dir, port: config.EMBEDDED_PG_PORT, persistent: true });
+    embedded = await startEmbeddedPostgres({ dir, port: config.EMBEDDED_PG_PORT, persistent: true, say: log });
     url = embedded.url;
   }
   const pool = createPool(url, config.DB_POOL_MAX, (error) => log(`database connection error (the query in flight fails and is retried; the pool reconnects): ${error.message}`));

@@ -9,7 +9,22 @@ export const DEAD_LETTER_QUEUE = 'effects-dead-letter';
 
 export const queueOf = (effect: EffectName): string => `effect-${effect}`;
 
-export type QueueSettings = Pick<Config, 'JOB_RETRY_LIMIT' | 'JOB_RETRY_DELAY' | 'JOB_RETRY_DELAY_MAX' | 'JOB_EXPIRE_AFTER' | 'PAYOUT_SETTLE_RETRY_LIMIT'>;
+export type QueueSettings = Pick<Config, 'JOB_RETRY_LIMIT' | 'JOB_RETRY_DELAY' | 'JOB_RETRY_DELAY_MAX' | 'JOB_EXPIRE_AFTER' | 'PAYOUT_SETTLE_RETRY_LIMIT'> &
+  Partial<Pick<Config, 'JOB_HEARTBEAT'>>;
+
+// Recovery from a dead worker. A job is 'active' while a worker holds it; if the worker dies (kill -9,
+// a lost host) nothing completes or fails it. Without heartbeats it waits out expireInSeconds
+// (JOB_EXPIRE_AFTER, 5 min) plus the supervisor's next pass (60 s by default) before a retry. With
+// heartbeatSeconds on the queue, the worker refreshes each job it holds every heartbeat/2 (pg-boss
+// manager #processJobs), and the supervisor of ANY instance (pg-boss boss.js #monitor:
+// failJobsByHeartbeat) fails a job whose heartbeat is older than heartbeatSeconds into 'retry' -
+// so a crashed worker's jobs resume after JOB_HEARTBEAT + JOB_SUPERVISE_EVERY + the retry delay
+// (about 10 + 5 + 2 s by default). A long job whose worker is alive keeps beating and runs until
+// expireInSeconds as before. heartbeat_seconds is copied onto each job when it is inserted, from its
+// queue (pg-boss plans.insertJobs), so jobs queued before a queue had a heartbeat keep the old expiry.
+
+/** pg-boss's heartbeatSeconds for a queue: whole seconds, at least 10. */
+export const heartbeatSecondsOf = (settings: Partial<Pick<Config, 'JOB_HEARTBEAT'>>): number => Math.max(10, Math.round((settings.JOB_HEARTBEAT ?? 10_000) / 1000));
 
 export function effectQueueOptions(settings: QueueSettings, effect?: EffectName): Omit<Queue, 'name'> {
   return {
@@ -20,17 +35,23 @@ export function effectQueueOptions(settings: QueueSettings, effect?: EffectName)
     retryBackoff: true,
     retryDelayMax: Math.max(1, Math.round(settings.JOB_RETRY_DELAY_MAX / 1000)),
     expireInSeconds: Math.max(1, Math.round(settings.JOB_EXPIRE_AFTER / 1000)),
+    heartbeatSeconds: heartbeatSecondsOf(settings),
     deadLetter: DEAD_LETTER_QUEUE,
     // Wake workers on insert instead of waiting for their next poll.
     notify: true,
   };
 }
 
-/** Creates (or updates) every queue the engine sends to; pg-boss requires a queue before `send`. */
+/**
+ * Creates (or updates) every queue the engine sends to; pg-boss requires a queue before `send`. Every
+ * queue gets the heartbeat (a queue's own heartbeatSeconds, null included, wins), so a dead worker's
+ * reconciliation, subscription and payout-batch jobs resume as quickly as its effect jobs.
+ */
 export async function ensureQueues(boss: PgBoss, settings: QueueSettings, extra: Record<string, Omit<Queue, 'name'>> = {}): Promise<void> {
-  await upsertQueue(boss, DEAD_LETTER_QUEUE, { policy: 'standard', retryLimit: 5, retryBackoff: true, notify: true });
+  const heartbeatSeconds = heartbeatSecondsOf(settings);
+  await upsertQueue(boss, DEAD_LETTER_QUEUE, { policy: 'standard', retryLimit: 5, retryBackoff: true, notify: true, heartbeatSeconds });
   for (const effect of EFFECTS) await upsertQueue(boss, queueOf(effect), effectQueueOptions(settings, effect));
-  for (const [name, options] of Object.entries(extra)) await upsertQueue(boss, name, options);
+  for (const [name, options] of Object.entries(extra)) await upsertQueue(boss, name, { heartbeatSeconds, ...options });
 }
 
 async function upsertQueue(boss: PgBoss, name: string, options: Omit<Queue, 'name'>): Promise<void> {
@@ -42,12 +63,20 @@ async function upsertQueue(boss: PgBoss, name: string, options: Omit<Queue, 'nam
   }
 }
 
-export function createBoss(connectionString: string, options: { max?: number; schedule?: boolean } = {}): PgBoss {
+export function createBoss(connectionString: string, options: { max?: number; schedule?: boolean; superviseSeconds?: number; supervise?: boolean } = {}): PgBoss {
+  // The supervisor pass (every instance runs one; queues are claimed in the database so one instance
+  // works each queue per interval) fails expired and heartbeat-lost jobs. pg-boss's default of 60 s
+  // would add up to a minute to every recovery; 5 s keeps it within seconds. The same interval gates
+  // the queue-stats aggregate (pg-boss backs it off by itself when it gets expensive).
+  const superviseSeconds = Math.max(1, Math.round(options.superviseSeconds ?? 5));
   return new PgBoss({
     connectionString,
     max: options.max ?? 10,
     useListenNotify: true,
     schedule: options.schedule ?? true,
+    supervise: options.supervise ?? true,
+    superviseIntervalSeconds: superviseSeconds,
+    monitorIntervalSeconds: superviseSeconds,
     // The engine's tables are the source of truth; pg-boss keeps completed jobs 7 days for dedupe by id.
     application_name: 'telepay-boss',
   });

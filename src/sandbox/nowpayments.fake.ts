@@ -59,6 +59,8 @@ export interface PayOptions {
   paymentId?: number;
   /** A repeat deposit to the same address: a new payment whose parent_payment_id is the first one. */
   child?: boolean;
+  /** The deposit address of a new payment (default: a random TRON-style address). */
+  payAddress?: string;
   /** Anything else, merged last (e.g. `{ fee: ..., payment_extra_ids: null }`). */
   fields?: Record<string, unknown>;
 }
@@ -100,6 +102,33 @@ export interface FakeNowPayments {
   ipns: SentIpn[];
   pay(invoiceIdOrOrderId: string | number, options: PayOptions): FakePayment;
   sendIpn(payment: FakePayment | number, options?: SendIpnOptions): Promise<{ status: number; body: string }>;
+  /** Ids handed out from now on are above these (ids a previous run left in a database must never come again). */
+  raiseIdsAbove(floor: { invoiceId?: number | null; paymentId?: number | null }): void;
+  /** The ids the next invoice and the next payment will get. */
+  nextIds(): { invoiceId: number; paymentId: number };
+}
+
+export interface FakeNowPaymentsOptions {
+  apiKey: string;
+  ipnSecret: string;
+  /**
+   * First invoice and payment ids. Default: realistic 10-digit constants, so a test run is reproducible.
+   * A fake that outlives its process's memory (the sandbox, restarted on the same database) must not
+   * start over: it passes ids derived from the clock (see idsFromClock) and raises them above the
+   * database's (raiseIdsAbove).
+   */
+  firstIds?: { invoiceId: number; paymentId: number };
+  /** The hosted invoice page for an invoice id (default: the fake's own /payment/?iid=). */
+  invoiceUrl?: (invoiceId: string) => string;
+}
+
+/**
+ * Ids that grow with the clock: milliseconds since the epoch (13 digits, still far below 2^53). A run
+ * that starts later starts above every id an earlier run handed out, unless that run made more than one
+ * invoice (or payment) per millisecond on average.
+ */
+export function idsFromClock(now = Date.now()): { invoiceId: number; paymentId: number } {
+  return { invoiceId: now, paymentId: now };
 }
 
 // Fields GET /v1/payment/:id returns; the rest of FakePayment only travels in IPNs.
@@ -167,14 +196,14 @@ const tronAddress = (): string => `T${randomBytes(24).toString('base64url').repl
 
 const nullableString = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
-export async function startFakeNowPayments(options: { apiKey: string; ipnSecret: string }): Promise<FakeNowPayments> {
+export async function startFakeNowPayments(options: FakeNowPaymentsOptions): Promise<FakeNowPayments> {
   const invoices = new Map<string, FakeInvoice>();
   const payments = new Map<number, FakePayment>();
   const requests: RecordedRequest[] = [];
   const ipns: SentIpn[] = [];
-  // Realistic widths (10 digits) so a consumer that stores ids in a 32-bit column fails here, not in prod.
-  let nextInvoice = 4_522_625_843;
-  let nextPayment = 5_077_125_051;
+  // Realistic widths (10 digits, or 13 from the clock) so a consumer that stores ids in a 32-bit column fails here, not in prod.
+  let nextInvoice = options.firstIds?.invoiceId ?? 4_522_625_843;
+  let nextPayment = options.firstIds?.paymentId ?? 5_077_125_051;
 
   function createInvoice(body: Record<string, unknown>, res: ServerResponse, baseUrl: string): void {
     const price = body.price_amount;
@@ -200,7 +229,7 @@ export async function startFakeNowPayments(options: { apiKey: string; ipnSecret:
       price_currency: body.price_currency,
       pay_currency: nullableString(body.pay_currency),
       ipn_callback_url: nullableString(body.ipn_callback_url),
-      invoice_url: `${baseUrl}/payment/?iid=${id}`,
+      invoice_url: options.invoiceUrl?.(id) ?? `${baseUrl}/payment/?iid=${id}`,
       success_url: nullableString(body.success_url),
       cancel_url: nullableString(body.cancel_url),
       created_at: created,
@@ -307,7 +336,7 @@ export async function startFakeNowPayments(options: { apiKey: string; ipnSecret:
         invoice_id: invoiceId,
         payment_status: 'waiting',
         // A repeat deposit goes to the same address, which is what makes it a child.
-        pay_address: parent?.pay_address ?? tronAddress(),
+        pay_address: parent?.pay_address ?? o.payAddress ?? tronAddress(),
         price_amount: Number(invoice.price_amount),
         price_currency: invoice.price_currency,
         pay_amount: payAmount,
@@ -375,5 +404,10 @@ export async function startFakeNowPayments(options: { apiKey: string; ipnSecret:
     ipns,
     pay,
     sendIpn,
+    raiseIdsAbove(floor) {
+      if (floor.invoiceId != null && nextInvoice <= floor.invoiceId) nextInvoice = floor.invoiceId + 1;
+      if (floor.paymentId != null && nextPayment <= floor.paymentId) nextPayment = floor.paymentId + 1;
+    },
+    nextIds: () => ({ invoiceId: nextInvoice, paymentId: nextPayment }),
   };
 }

@@ -131,6 +131,32 @@ export function createTelegramModel(token: string): TelegramModel {
       return { ...link };
     },
 
+    // Like Telegram's Bot API server, an edit sets every field anew: a field left out is reset (no
+    // name, no member limit, no expiry), so a caller must send again what it wants to keep.
+    editChatInviteLink: (body) => {
+      const chatId = requireChat(body);
+      if (typeof body.invite_link !== 'string') throw new ApiError(400, 'Bad Request: invite_link is empty');
+      const rec = linkOf(chatId, body.invite_link);
+      const { link } = rec;
+      if (link.is_revoked || (link.expire_date !== undefined && link.expire_date <= nowSeconds())) {
+        throw new ApiError(400, 'Bad Request: INVITE_HASH_EXPIRED');
+      }
+      const memberLimit = body.member_limit === undefined ? undefined : intOf(body.member_limit);
+      const expireDate = body.expire_date === undefined ? undefined : intOf(body.expire_date);
+      const name = typeof body.name === 'string' ? body.name : undefined;
+      if (memberLimit !== undefined && (memberLimit < 1 || memberLimit > 99_999)) {
+        throw new ApiError(400, 'Bad Request: member limit must be between 1 and 99999');
+      }
+      if (name !== undefined && name.length > 32) throw new ApiError(400, 'Bad Request: invite link name is too long');
+      delete link.name;
+      delete link.member_limit;
+      delete link.expire_date;
+      if (name !== undefined) link.name = name;
+      if (memberLimit !== undefined) link.member_limit = memberLimit;
+      if (expireDate !== undefined) link.expire_date = expireDate;
+      return { ...link };
+    },
+
     revokeChatInviteLink: (body) => {
       const chatId = requireChat(body);
       if (typeof body.invite_link !== 'string') throw new ApiError(400, 'Bad Request: invite_link is empty');

@@ -4,20 +4,25 @@ import type { Logger } from 'pino';
 import { DomainError } from '../domain/errors.js';
 import type { OrderService } from '../orders/order.service.js';
 import { findChannel } from '../channels/channels.repo.js';
-import { activePlansOf, findPlan } from '../channels/plans.repo.js';
-import { BUY_PREFIX, PLANS_PREFIX, payKeyboard, plansKeyboard, renewKeyboard } from './keyboards.js';
-import { formatDate } from './subscriptions.service.js';
+import { activePlansOf, findPlan, plansOfChannels, type PlanRow } from '../channels/plans.repo.js';
+import { BUY_PREFIX, PLANS_PREFIX, parseBuyData, payKeyboard, planMatches, plansKeyboard, renewKeyboard } from './keyboards.js';
+import { channelTexts } from '../channels/owner-texts.js';
+import { formatDate, plansPrompt } from './messages.js';
 import { subscriptionsOfBuyer } from './subscriptions.repo.js';
 
 // The buying bot. /start <channel> (the deep link a channel owner publishes: t.me/<bot>?start=<open
 // channel id>) shows the channel's plans; tapping one creates the order and its invoice through the
-// order service and answers with a pay button; /status lists the buyer's subscriptions. Every failure
-// ends in a message the buyer can act on, never in silence.
+// order service and answers with a pay button (a second tap while that invoice is open answers the same
+// order); /status lists the buyer's subscriptions with their end dates and a renew button; /help says
+// how to buy and whom to ask. Every failure ends in a message the buyer can act on, never in silence.
+// The buyer's Telegram language travels to the pages the bot links to (?lang=).
 
 export interface BuyingBotDeps {
   pool: pg.Pool;
   log: Logger;
   orderService: OrderService;
+  /** SUPPORT_CONTACT: a Telegram @handle, an e-mail address or mailto:, or a URL; null when none is configured. */
+  supportContact?: string | null | undefined;
 }
 
 export const MESSAGES = {
@@ -28,7 +33,18 @@ export const MESSAGES = {
   unavailable: 'Purchases are not available right now. Please try again later.',
   failed: 'Sorry, something went wrong on our side. Please try again in a minute.',
   noSubscriptions: 'You have no subscriptions yet.',
+  help: 'To buy access, open this bot through the link a channel publishes and choose a plan; pay with crypto and your personal invite arrives here. /status shows your subscriptions and lets you renew them.',
 } as const;
+
+/** How the buyer reaches a person, in words ("Telegram @x", "e-mail x@y", a URL), or null. */
+export function supportLine(contact: string | null | undefined): string | null {
+  const c = contact?.trim();
+  if (!c) return null;
+  if (/^@\w{4,}$/.test(c)) return `Need help? Write to ${c} on Telegram and quote your order id.`;
+  const mail = /^(?:mailto:)?([^\s@]+@[^\s@]+)$/i.exec(c);
+  if (mail) return `Need help? E-mail ${mail[1]} and quote your order id.`;
+  return `Need help? ${c} (quote your order id).`;
+}
 
 /** A deep-link payload names the open channel by its id ("-1001234567890"), optionally prefixed "c". */
 export function channelFromPayload(payload: string): string | null {
@@ -47,7 +63,8 @@ async function showPlans(ctx: Context, pool: pg.Pool, openChannelId: string): Pr
     await ctx.reply(MESSAGES.noPlans);
     return;
   }
-  await ctx.reply(`${channel.title}: choose a plan.`, { reply_markup: plansKeyboard(plans) });
+  // In the owner's words when the channel has them (src/telegram/messages.ts); plain text, no parse_mode.
+  await ctx.reply(plansPrompt({ title: channel.title, texts: await channelTexts(pool, openChannelId) }), { reply_markup: plansKeyboard(plans) });
 }
 
 function orderErrorMessage(error: unknown): string {
@@ -57,6 +74,14 @@ function orderErrorMessage(error: unknown): string {
     if (error.kind === 'not_configured' || error.kind === 'unavailable') return MESSAGES.unavailable;
   }
   return MESSAGES.failed;
+}
+
+/** The plan a plan button names (its channel and its id, or the id's digest), or null. */
+async function planOfButton(pool: pg.Pool, data: string): Promise<PlanRow | null> {
+  const ref = parseBuyData(data);
+  if (!ref) return null;
+  if (!ref.planRef.startsWith('#')) return findPlan(pool, ref.openChannelId, ref.planRef);
+  return (await plansOfChannels(pool, [ref.openChannelId])).find((p) => planMatches(p.planId, ref.planRef)) ?? null;
 }
 
 export function buyingBot(deps: BuyingBotDeps): Composer<Context> {
@@ -76,6 +101,11 @@ export function buyingBot(deps: BuyingBotDeps): Composer<Context> {
       return;
     }
     await showPlans(ctx, pool, openChannelId);
+  });
+
+  privateChats.command('help', async (ctx) => {
+    const support = supportLine(deps.supportContact);
+    await ctx.reply(support ? `${MESSAGES.help}\n\n${support}` : MESSAGES.help);
   });
 
   privateChats.command('status', async (ctx) => {
@@ -101,9 +131,9 @@ export function buyingBot(deps: BuyingBotDeps): Composer<Context> {
     await showPlans(ctx, pool, ctx.match[1]!);
   });
 
-  privateChats.callbackQuery(new RegExp(`^${BUY_PREFIX}(.+)$`), async (ctx) => {
+  privateChats.callbackQuery(new RegExp(`^${BUY_PREFIX}`), async (ctx) => {
     await ctx.answerCallbackQuery();
-    const plan = await findPlan(pool, ctx.match[1]!);
+    const plan = await planOfButton(pool, ctx.callbackQuery.data);
     if (!plan || !plan.active) {
       await ctx.reply(MESSAGES.planGone);
       return;
@@ -114,12 +144,15 @@ export function buyingBot(deps: BuyingBotDeps): Composer<Context> {
         openChannelId: plan.openChannelId,
         planId: plan.planId,
         source: 'bot',
+        lang: ctx.from.language_code,
       });
-      await ctx.reply(`Order created: ${plan.title}, ${order.priceUsd} USD for ${plan.durationDays} days. Pay with crypto below; your invite arrives here once the payment is confirmed.`, {
-        reply_markup: payKeyboard(order.invoiceUrl, order.statusUrl),
-      });
+      const what = `${plan.title}, ${order.priceUsd} USD for ${plan.durationDays} days`;
+      const text = order.reused
+        ? `You already have an open order for ${what}: here is its invoice again. Pay with crypto below; your invite arrives here once the payment is confirmed.`
+        : `Order created: ${what}. Pay with crypto below; your invite arrives here once the payment is confirmed.`;
+      await ctx.reply(text, { reply_markup: payKeyboard(order.invoiceUrl, order.statusUrl) });
     } catch (error) {
-      log.warn({ err: error, planId: plan.planId }, 'bot could not create an order');
+      log.warn({ err: error, openChannelId: plan.openChannelId, planId: plan.planId }, 'bot could not create an order');
       await ctx.reply(orderErrorMessage(error));
     }
   });

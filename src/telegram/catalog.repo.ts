@@ -28,7 +28,8 @@ export async function accessTargetOf(db: Queryable, paymentId: string): Promise<
        -- Compared as bigint so the primary key serves the join; a non-numeric id simply finds no channel.
        LEFT JOIN channels c ON c.open_channel_id = CASE WHEN p.view->'route'->>'channelId' ~ '^-?[0-9]{1,18}$'
                                                         THEN (p.view->'route'->>'channelId')::bigint END
-       LEFT JOIN plans pl ON pl.plan_id = p.view->'route'->>'planId'
+       -- Plan ids are unique per channel (migration 010): the plan is the route's channel's plan of that id.
+       LEFT JOIN plans pl ON pl.open_channel_id = c.open_channel_id AND pl.plan_id = p.view->'route'->>'planId'
       WHERE p.payment_id = $1`,
     [paymentId],
   );

@@ -113,3 +113,46 @@ export const markRemovalStarted = (db: Queryable, id: string) => set(db, id, 're
 export const clearRemovalStarted = (db: Queryable, id: string) => set(db, id, 'removal_started_at = NULL');
 export const markRemoved = (db: Queryable, id: string) => set(db, id, 'removed_at = now(), removal_started_at = NULL');
 export const markRemovalDryRun = (db: Queryable, id: string) => set(db, id, 'removal_dry_run_at = now()');
+
+export interface LockedSubscription extends Subscription {
+  /** The database's clock when the lock was taken (the one grants compute with), to the millisecond. */
+  now: Date;
+  /** Inserted by this call (the buyer had no subscription to the channel). */
+  created: boolean;
+}
+
+/**
+ * The buyer's subscription to a channel, locked FOR UPDATE — the same row lock grantSubscription and the
+ * expiry job take, so a manual change, a renewal and an expiry decision take turns. With `create`, a
+ * missing one is inserted (ending now, as grantSubscription starts one) and locked in the same
+ * statement. Null when there is none (and `create` is not set). Call inside a transaction.
+ */
+export async function lockSubscriptionOf(tx: pg.PoolClient, buyerTelegramId: string, openChannelId: string, options: { create?: boolean } = {}): Promise<LockedSubscription | null> {
+  const { rows } = await tx.query<LockedSubscription>(
+    options.create
+      ? `INSERT INTO subscriptions AS s (buyer_telegram_id, open_channel_id, expires_at) VALUES ($1, $2, date_trunc('milliseconds', now()))
+         ON CONFLICT (buyer_telegram_id, open_channel_id) DO UPDATE SET updated_at = s.updated_at
+         RETURNING ${SUB}, date_trunc('milliseconds', now()) AS now, (s.xmax = 0) AS created`
+      : `SELECT ${SUB}, date_trunc('milliseconds', now()) AS now, false AS created
+           FROM subscriptions s WHERE s.buyer_telegram_id = $1 AND s.open_channel_id = $2 FOR UPDATE OF s`,
+    [buyerTelegramId, openChannelId],
+  );
+  return rows[0] ?? null;
+}
+
+/** Moves a locked subscription's expiry (a manual grant or extension): a removed one counts as a member again, as after a renewal. */
+export async function setSubscriptionExpiry(tx: pg.PoolClient, subscriptionId: string, expiresAt: Date): Promise<void> {
+  await tx.query(
+    `UPDATE subscriptions SET expires_at = $2, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now() WHERE subscription_id = $1`,
+    [subscriptionId, expiresAt],
+  );
+}
+
+/** Ends a locked subscription at `at` (a revoke: its moment, even for one that had lapsed unremoved); answers the stored expiry. */
+export async function endSubscriptionAt(tx: pg.PoolClient, subscriptionId: string, at: Date): Promise<Date> {
+  const { rows } = await tx.query<{ expiresAt: Date }>(
+    `UPDATE subscriptions SET expires_at = date_trunc('milliseconds', $2::timestamptz), updated_at = now() WHERE subscription_id = $1 RETURNING expires_at AS "expiresAt"`,
+    [subscriptionId, at],
+  );
+  return rows[0]!.expiresAt;
+}

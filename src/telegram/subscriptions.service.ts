@@ -8,6 +8,8 @@ import { hasEnded, reminderTimes } from '../domain/subscription.js';
 import { inTransaction } from '../persistence/transaction.js';
 import { classifyTelegramError } from './telegram-errors.js';
 import { renewKeyboard } from './keyboards.js';
+import { expiredText, formatDate, reminderText } from './messages.js';
+import { channelTexts } from '../channels/owner-texts.js';
 import {
   clearRemovalStarted,
   findSubscription,
@@ -143,8 +145,10 @@ export async function expireSubscription(deps: SubscriptionDeps, subscriptionId:
   }
   if (notify) {
     // Telling them is a courtesy: a blocked bot must not fail (and so repeat) a removal that happened.
+    // In the owner's words when the channel has them (src/telegram/messages.ts); plain text.
+    const texts = await channelTexts(deps.pool, notify.openChannelId).catch(() => undefined);
     await deps.api
-      .sendMessage(notify.buyer, `Your subscription to ${notify.title} has ended, so you were removed from the channel. Renew any time to come back.`, {
+      .sendMessage(notify.buyer, expiredText({ title: notify.title, texts }), {
         reply_markup: renewKeyboard(notify.openChannelId),
       })
       .catch((error: unknown) => log.warn({ failure: classifyTelegramError(error) }, 'could not tell the buyer their subscription ended'));
@@ -160,7 +164,8 @@ export async function remind(deps: SubscriptionDeps, job: ReminderJob): Promise<
   const sub = await findSubscription(deps.pool, job.subscriptionId);
   if (!sub || sub.removedAt || sub.expiresAt.toISOString() !== job.expiresAt || hasEnded(sub.expiresAt, new Date())) return 'skipped';
   try {
-    await deps.api.sendMessage(Number(sub.buyerTelegramId), `Your subscription to ${sub.title} ends on ${formatDate(sub.expiresAt)}. Renew now to keep your access.`, {
+    const texts = await channelTexts(deps.pool, sub.openChannelId);
+    await deps.api.sendMessage(Number(sub.buyerTelegramId), reminderText({ title: sub.title, texts }, sub.expiresAt), {
       reply_markup: renewKeyboard(sub.openChannelId),
     });
     return 'sent';
@@ -174,9 +179,8 @@ export async function remind(deps: SubscriptionDeps, job: ReminderJob): Promise<
   }
 }
 
-export function formatDate(date: Date): string {
-  return `${date.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
-}
+/** Kept here too for its importers (the bot, the invite actor); the texts live in messages.ts. */
+export { formatDate };
 
 /** Each job settles on its own: one failing removal does not retry the batch's others. */
 async function settle<T>(jobs: { id: string; data: T }[], log: Logger, run: (data: T) => Promise<unknown>) {

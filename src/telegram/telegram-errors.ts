@@ -40,3 +40,17 @@ export function classifyTelegramError(error: unknown): TelegramFailure | null {
 export function isLinkGone(error: unknown): boolean {
   return error instanceof GrammyError && error.error_code === 400 && /INVITE_HASH|invite link/i.test(error.description);
 }
+
+/**
+ * Where a caller that waits out 429s itself keeps retry_after, so grammY's auto-retry (which waits on
+ * `parameters.retry_after`) passes the 429 through at once (the invite actor: src/actors/telegram).
+ */
+export const RETRY_AFTER_HELD = 'telepay_retry_after';
+
+/** The wait Telegram asked for with a 429 (parameters.retry_after, seconds); null for any other error. */
+export function retryAfterOf(error: unknown): number | null {
+  if (!(error instanceof GrammyError) || error.error_code !== 429) return null;
+  const parameters = error.parameters as { retry_after?: unknown; [RETRY_AFTER_HELD]?: unknown };
+  const after = parameters.retry_after ?? parameters[RETRY_AFTER_HELD];
+  return typeof after === 'number' && Number.isFinite(after) && after >= 0 ? after : 1;
+}

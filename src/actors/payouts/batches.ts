@@ -6,6 +6,7 @@ import { v5 as uuidv5 } from 'uuid';
 import { findChannel } from '../../channels/channels.repo.js';
 import { HOST_ASSET, isDirect, isUsdStablecoin, lockedUnits } from '../../domain/payout-plan.js';
 import { fromBaseUnits } from '../../domain/units.js';
+import { deadLetters } from '../../operator/metrics.js';
 import type { Engine } from '../../persistence/apply-event.js';
 import type { Queryable } from '../../persistence/transaction.js';
 import { inTransaction } from '../../persistence/transaction.js';
@@ -184,6 +185,7 @@ export async function startBatchWorkers(deps: BatchDeps, sweepCron: string): Pro
   await deps.boss.work<BatchJob>(BATCH_DEAD_LETTER, { batchSize: 5, pollingIntervalSeconds: 1, notifyPollingIntervalSeconds: 1 }, async (jobs) => {
     for (const job of jobs) {
       await setBatchStatus(deps.pool, job.data.batchId, 'review', 'the batch job used up its retries (provider down or not settling); resume it after checking the payout');
+      deadLetters.inc({ queue: BATCH_QUEUE });
       deps.log.error({ batchId: job.data.batchId }, 'payout batch exhausted its retries; parked for review');
     }
   });

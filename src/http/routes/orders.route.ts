@@ -16,7 +16,16 @@ export async function ordersRoutes(app: FastifyInstance, deps: { orderService: O
       schema: {
         tags: ['orders'],
         summary: 'Create an order and its NowPayments invoice',
-        body: z.strictObject({ telegram_user_id: userIdSchema, open_channel_id: channelIdSchema, plan_id: planIdSchema }),
+        body: z.strictObject({
+          telegram_user_id: userIdSchema,
+          open_channel_id: channelIdSchema,
+          plan_id: planIdSchema,
+          lang: z
+            .string()
+            .regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$/, 'a language tag such as "en" or "ru"')
+            .optional()
+            .meta({ description: "The buyer's language (e.g. Telegram's language_code): the status_url and cancel page speak it" }),
+        }),
         response: {
           201: z.object({
             order_id: z.string(),
@@ -36,6 +45,7 @@ export async function ordersRoutes(app: FastifyInstance, deps: { orderService: O
         openChannelId: request.body.open_channel_id,
         planId: request.body.plan_id,
         source: 'api',
+        lang: request.body.lang,
       });
       return reply.status(201).send({ order_id: order.orderId, invoice_url: order.invoiceUrl, status_url: order.statusUrl });
     },

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type pg from 'pg';
 import { z } from 'zod';
 import { readPaymentStatus, STEPS } from '../../intake/payment-status.js';
+import { pickLanguage } from '../pages/i18n/index.js';
 import { HttpError } from '../plugins/error-handler.js';
 import { quietLevel } from '../quiet-route.js';
 
@@ -16,6 +17,7 @@ export interface PaymentStatusRouteDeps {
 const querystring = z.object({
   order_id: z.string().trim().min(1, 'order_id is required').max(200),
   token: z.string().max(200).optional(),
+  lang: z.string().max(35).optional().meta({ description: 'The language of `description` ("en", "ru"); else Accept-Language, else English' }),
 });
 
 const statusView = z.object({
@@ -26,7 +28,13 @@ const statusView = z.object({
   final: z.boolean(),
   updated_at: z.string(),
   state_entered_at: z.string(),
-  invite: z.object({ url: z.string() }).nullable(),
+  order: z.object({ channel_title: z.string().nullable(), plan_title: z.string().nullable(), duration_days: z.number().nullable(), price_usd: z.string() }).nullable(),
+  paid: z.object({ amount: z.string(), currency: z.string(), expected: z.string().nullable(), missing: z.string().nullable() }).nullable()
+    .meta({ description: 'What arrived in the pay currency and what is missing (with the token only)' }),
+  access_ends_at: z.string().nullable().meta({ description: 'When the access this order granted ends (with the token only)' }),
+  invoice_url: z.string().nullable().meta({ description: 'The invoice, to pay the rest of an underpayment (with the token only)' }),
+  failure: z.enum(['failed', 'expired', 'refunded', 'cancelled']).nullable(),
+  invite: z.object({ url: z.string(), expires_at: z.string().nullable(), single_use: z.literal(true) }).nullable(),
   invite_undeliverable: z.boolean(),
 });
 
@@ -45,7 +53,8 @@ export async function paymentStatusRoutes(app: FastifyInstance, deps: PaymentSta
       },
     },
     async (request, reply) => {
-      const view = await readPaymentStatus(deps.pool, deps.statusTokenSecret, { orderId: request.query.order_id, token: request.query.token });
+      const dict = pickLanguage(request.query.lang, request.headers['accept-language']);
+      const view = await readPaymentStatus(deps.pool, deps.statusTokenSecret, { orderId: request.query.order_id, token: request.query.token }, dict.describeStatus);
       if (!view) {
         throw new HttpError(404, `No order or payment is known under order_id ${JSON.stringify(request.query.order_id)}. Check the link you were given with your order.`);
       }

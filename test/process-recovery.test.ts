@@ -1,0 +1,91 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanEnv, ServiceProcess } from '../scripts/chaos.js';
+import { createEngine } from '../src/persistence/apply-event.js';
+import { createBoss } from '../src/persistence/queues.js';
+import { startFakeTelegram, type FakeTelegram } from '../src/sandbox/telegram.fake.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { accessOf, buttonUrl, callsTo, paidOrderFixture, payAndRoute, TOKEN } from './telegram-fixtures.js';
+
+// A worker killed while it holds a job (kill -9: nothing completes or fails the job) does not hold the
+// payment for JOB_EXPIRE_AFTER (5 min) plus pg-boss's supervisor interval: the job's heartbeat stops,
+// any other instance's supervisor fails it into 'retry' after JOB_HEARTBEAT, and a worker resumes it.
+// Here the service (`src/main.ts`, every actor) runs in a child process on the test database; its
+// invite actor is in a 429 wait (Telegram asked for 25 s) when it is SIGKILLed; a second instance
+// takes the payment over and sends the one DM. The measured time is printed, not asserted.
+
+let db: TestDatabase;
+let tg: FakeTelegram;
+const logFile = join(tmpdir(), `telepay-process-recovery-${process.pid}.log`);
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  tg = await startFakeTelegram({ token: TOKEN });
+});
+afterAll(async () => {
+  await tg?.close();
+  await db?.drop();
+});
+
+const serviceEnv = () =>
+  cleanEnv({
+    NODE_ENV: 'test',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    DATABASE_URL: db.url,
+    NOWPAYMENTS_API_URL: 'http://127.0.0.1:9',
+    NOWPAYMENTS_API_KEY: 'process-test-key',
+    NOWPAYMENTS_IPN_SECRET: 'process-test-ipn-secret',
+    STATUS_TOKEN_SECRET: 'process-test-status-token-secret-0123456789',
+    RECONCILE_EVERY: '0 0 1 1 *',
+    TELEGRAM_BOT_TOKEN: TOKEN,
+    TELEGRAM_API_ROOT: tg.apiRoot,
+    JOB_RETRY_DELAY: '1s',
+    JOB_RETRY_DELAY_MAX: '2s',
+    JOB_HEARTBEAT: '10s',
+    JOB_SUPERVISE_EVERY: '1s',
+  });
+
+describe('a worker killed while holding a job', () => {
+  it('SIGKILL during the invite: a second instance resumes the payment within seconds and sends exactly one DM', async () => {
+    // Events are applied from here (as the route actor and an IPN would); this process works no queue and supervises nothing.
+    const boss = createBoss(db.url, { max: 2, schedule: false, supervise: false });
+    boss.on('error', () => {});
+    await boss.start();
+    const engine = createEngine({ pool: db.pool, boss });
+    const first = new ServiceProcess(serviceEnv(), logFile);
+    const second = new ServiceProcess(serviceEnv(), logFile);
+    try {
+      await first.start();
+      const o = await paidOrderFixture(db);
+      tg.failNext('sendMessage', { kind: '429', retryAfter: 25 });
+      await payAndRoute(engine, o.paymentId, o);
+      await tg.waitForCall('sendMessage', (c) => String(c.body.chat_id) === o.buyer && c.fault?.kind === '429', { timeoutMs: 30_000 });
+      const { rows: held } = await db.pool.query(`SELECT state FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`, [o.paymentId]);
+      expect(held.map((j) => j.state)).toEqual(['active']);
+
+      first.kill9();
+      const killedAt = Date.now();
+      await second.start();
+      // Bounded by the test's timeout; JOB_EXPIRE_AFTER (5 min) alone would not make it.
+      for (let i = 0; i < 1_200 && (await accessOf(db, o.paymentId)).access !== 'invited'; i++) await new Promise((r) => setTimeout(r, 50));
+      const access = await accessOf(db, o.paymentId);
+      const seconds = (Date.now() - killedAt) / 1000;
+      process.stdout.write(`process-recovery: payment resumed by the second instance ${seconds.toFixed(1)} s after the SIGKILL (heartbeat 10 s, supervisor every 1 s; log ${logFile})\n`);
+
+      expect(access.access).toBe('invited');
+      const dms = callsTo(tg, 'sendMessage', o.buyer);
+      expect(dms).toHaveLength(1);
+      expect(buttonUrl(dms[0])).toBe(access.link);
+      const { rows: job } = await db.pool.query(`SELECT state, retry_count FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`, [o.paymentId]);
+      expect(job[0]).toMatchObject({ state: 'completed' });
+      expect(job[0].retry_count).toBeGreaterThanOrEqual(1);
+      expect(await second.stop()).toBe(0);
+    } finally {
+      first.close();
+      second.close();
+      await boss.stop({ graceful: false, close: true });
+    }
+  }, 120_000);
+});

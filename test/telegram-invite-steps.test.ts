@@ -61,8 +61,16 @@ describe('invite actor steps', () => {
     const first = await actor.perform(job, context('job-2'));
     const calls = tg.calls.length;
     expect(await actor.perform(job, context('job-2'))).toEqual(first);
-    expect(await actor.perform({ ...job, attempt: 1 }, context('job-3'))).toEqual(first);
+    expect(await actor.perform(job, context('job-3'))).toEqual(first);
     expect(tg.calls.length).toBe(calls);
+    // A newer attempt after a sent invite is an operator's re-issue (operator.reinvite): see
+    // test/telegram-reinvite.test.ts; it replaces the link once, and its own retries call nothing.
+    const reissued = await actor.perform({ ...job, attempt: 1 }, context('job-4'));
+    expect(reissued).toMatchObject({ type: 'invite.sent' });
+    expect(reissued).not.toEqual(first);
+    const afterReissue = tg.calls.length;
+    expect(await actor.perform({ ...job, attempt: 1 }, context('job-4'))).toEqual(reissued);
+    expect(tg.calls.length).toBe(afterReissue);
   });
 
   it('two jobs for the same order at once (a stuck job pg-boss expired, a second payment): one link, one message', async () => {

@@ -6,7 +6,8 @@ import type { Queryable } from './invites.repo.js';
 // What the invite actor reads about a payment's channel and plan, in one round trip (tables from
 // migrations/002, owned by the channel admin; read-only here). The bot uses the admin's repositories.
 
-export type CatalogChannel = Pick<ChannelRow, 'openChannelId' | 'closedChannelId' | 'title'>;
+/** texts: the channel's custom bot texts (validated again where they are used). */
+export type CatalogChannel = Pick<ChannelRow, 'openChannelId' | 'closedChannelId' | 'title'> & { texts?: unknown };
 export type CatalogPlan = Omit<PlanRow, 'createdAt'>;
 
 export interface AccessTarget {
@@ -20,7 +21,7 @@ export async function accessTargetOf(db: Queryable, paymentId: string): Promise<
   const { rows } = await db.query<{ route: Route | null; channel: CatalogChannel | null; plan: CatalogPlan | null }>(
     `SELECT p.view->'route' AS route,
             CASE WHEN c.open_channel_id IS NULL THEN NULL ELSE json_build_object(
-              'openChannelId', c.open_channel_id::text, 'closedChannelId', c.closed_channel_id::text, 'title', c.title) END AS channel,
+              'openChannelId', c.open_channel_id::text, 'closedChannelId', c.closed_channel_id::text, 'title', c.title, 'texts', c.texts) END AS channel,
             CASE WHEN pl.plan_id IS NULL THEN NULL ELSE json_build_object(
               'planId', pl.plan_id, 'openChannelId', pl.open_channel_id::text, 'title', pl.title, 'priceUsd', pl.price_usd::text,
               'durationDays', pl.duration_days, 'active', pl.active) END AS plan

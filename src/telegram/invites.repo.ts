@@ -27,6 +27,8 @@ export interface Invite {
   revokeReason: string | null;
   joinedBy: string | null;
   joinedAt: Date | null;
+  /** The payment's invite attempt this row serves (bumped by operator.reinvite / operator.retry). */
+  inviteAttempt: number;
 }
 
 const COLUMNS = `order_id AS "orderId", payment_id AS "paymentId", chat_id::text AS "chatId",
@@ -34,7 +36,8 @@ const COLUMNS = `order_id AS "orderId", payment_id AS "paymentId", chat_id::text
   link_name AS "linkName", extended_at AS "extendedAt",
   create_attempts AS "createAttempts", replaced_links AS "replacedLinks", send_attempted_at AS "sendAttemptedAt",
   sent_at AS "sentAt", message_id::text AS "messageId", undeliverable_reason AS "undeliverableReason",
-  revoked_at AS "revokedAt", revoke_reason AS "revokeReason", joined_by::text AS "joinedBy", joined_at AS "joinedAt"`;
+  revoked_at AS "revokedAt", revoke_reason AS "revokeReason", joined_by::text AS "joinedBy", joined_at AS "joinedAt",
+  invite_attempt AS "inviteAttempt"`;
 
 export interface ClaimInput {
   orderId: string;
@@ -100,6 +103,27 @@ async function fenced(db: Queryable, orderId: string, owner: string, set: string
   );
   if (!rows[0]) throw new LeaseLost(orderId, owner);
   return rows[0];
+}
+
+/**
+ * A later invite attempt of the payment (an operator asked again). When the invite was already sent or
+ * ended (undeliverable, revoked, used), the row starts over for this attempt — the caller has revoked
+ * the old link first — so this attempt creates, sends and records a link of its own; otherwise the
+ * attempt only takes the row over and resumes it. Fenced by the lease; a repeat of the same attempt is a no-op.
+ */
+export async function takeInviteAttempt(db: Queryable, orderId: string, owner: string, attempt: number, startOver: boolean): Promise<Invite> {
+  const reset = startOver
+    ? `, replaced_links = replaced_links + (invite_link IS NOT NULL)::int, invite_link = NULL, link_name = NULL, expire_date = NULL,
+       extended_at = NULL, created_at = NULL, send_attempted_at = NULL, sent_at = NULL, message_id = NULL, undeliverable_reason = NULL,
+       revoked_at = NULL, revoke_reason = NULL, joined_by = NULL, joined_at = NULL`
+    : '';
+  const { rows } = await db.query<Invite>(
+    `UPDATE invites SET invite_attempt = $3${reset}, updated_at = now()
+      WHERE order_id = $1 AND lease_owner = $2 AND invite_attempt < $3 RETURNING ${COLUMNS}`,
+    [orderId, owner, attempt],
+  );
+  if (rows[0]) return rows[0];
+  return (await findInvite(db, orderId))!;
 }
 
 export interface LinkAttempt {

@@ -17,12 +17,14 @@ import {
   releaseInvite,
   resolveLinkAttempt,
   saveLink,
+  takeInviteAttempt,
   type Invite,
   type LinkAttempt,
 } from '../../telegram/invites.repo.js';
 import { openChannelKeyboard } from '../../telegram/keyboards.js';
 import { inTransaction } from '../../persistence/transaction.js';
-import { formatDate, grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
+import { inviteText } from '../../telegram/messages.js';
+import { grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
 import { classifyTelegramError, isLinkGone, RETRY_AFTER_HELD, retryAfterOf } from '../../telegram/telegram-errors.js';
 import { PermanentFailure } from '../../domain/errors.js';
 import type { EffectActor, EffectContext } from '../effect-actor.js';
@@ -304,6 +306,25 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
     }
   }
 
+  /**
+   * An operator asked again (operator.reinvite, or operator.retry after a parked invite): the job's
+   * attempt is newer than the one the invite row served. If that invite was sent or ended (undeliverable,
+   * revoked, used by someone), its link is revoked and this attempt sends a new one; if nothing went out
+   * yet, this attempt simply resumes it. Once per attempt: a replay of the same attempt finds it taken.
+   */
+  async function startAttempt(invite: Invite, owner: string, attempt: number, log: Logger): Promise<Invite> {
+    // A send whose fate is unknown (attempted, no answer) is not "ended": resumed, it is reported as
+    // delivery unconfirmed rather than sent twice; a re-issue of that answers with a new link.
+    const ended = Boolean(invite.sentAt || invite.undeliverableReason || invite.revokedAt || invite.joinedAt);
+    if (ended && invite.inviteLink && !invite.revokedAt) {
+      await api.revokeChatInviteLink(Number(invite.chatId), invite.inviteLink).catch((error: unknown) => {
+        if (!isLinkGone(error)) throw error;
+      });
+    }
+    if (ended) log.info({ orderId: invite.orderId, attempt }, 'invite re-issued: the old link is revoked and a new one is sent');
+    return takeInviteAttempt(pool, invite.orderId, owner, attempt, ended);
+  }
+
   return {
     effect: 'invite',
     async perform(job, context: EffectContext): Promise<PaymentEvent> {
@@ -335,10 +356,11 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
       }));
       if (!invite) throw new Error(`another job is delivering the invite for order ${route.orderId}; retrying later`);
       try {
-        const text = `Payment received, thank you. Your access to ${channel.title} runs until ${formatDate(grant.expiresAt)}. The button opens the channel; the link admits you once.`;
-        const result = await deliver({ invite, owner, signal: context.signal, log: context.log }, text);
+        const current = job.attempt > invite.inviteAttempt ? await startAttempt(invite, owner, job.attempt, context.log) : invite;
+        const text = inviteText(channel, grant);
+        const result = await deliver({ invite: current, owner, signal: context.signal, log: context.log }, text);
         // markSent ended the lease when this run sent the message; every other outcome ends it here.
-        if (result.type !== 'invite.sent' || invite.sentAt) await releaseInvite(pool, route.orderId, owner);
+        if (result.type !== 'invite.sent' || current.sentAt) await releaseInvite(pool, route.orderId, owner);
         return result;
       } catch (error) {
         await releaseInvite(pool, route.orderId, owner).catch(() => {});

@@ -91,6 +91,20 @@ describe('webhook updates', () => {
     expect((await inviteRow(t.svc.db, o.orderId))?.joined_at).toEqual(row?.joined_at);
   });
 
+  it('the buyer joins through a link made before their access was revoked: removed, and the link revoked', async () => {
+    const o = await invited(t);
+    // An admin revoked the access meanwhile (the subscription was ended and marked removed).
+    await t.svc.db.pool.query(
+      `UPDATE subscriptions SET expires_at = now(), removed_at = now() WHERE buyer_telegram_id = $1 AND open_channel_id = $2`,
+      [o.buyer, o.openChannelId],
+    );
+    const join = t.tg.simulateJoin(Number(o.closedChannelId), Number(o.buyer), o.link);
+    expect(await post(t, join)).toBe(200);
+    expect(t.tg.members.get(Number(o.closedChannelId))?.has(Number(o.buyer))).toBe(false);
+    expect(t.tg.inviteLinks.get(o.link)?.link.is_revoked).toBe(true);
+    expect((await inviteRow(t.svc.db, o.orderId))?.revoke_reason).toMatch(/after their access had ended or been revoked/);
+  });
+
   it('someone else joins through the buyer\'s link: they are removed and the link revoked', async () => {
     const o = await invited(t);
     const intruder = Number(o.buyer) + 5_000_000;

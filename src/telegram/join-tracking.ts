@@ -14,6 +14,16 @@ import { isLinkGone } from './telegram-errors.js';
 
 const MEMBER = new Set(['member', 'restricted', 'administrator', 'creator']);
 
+/** Whether the buyer's subscription to the order's channel runs now (not removed, not expired). */
+async function hasLiveSubscription(pool: pg.Pool, orderId: string, buyerTelegramId: string): Promise<boolean> {
+  const { rows } = await pool.query(
+    `SELECT 1 FROM orders o JOIN subscriptions s ON s.open_channel_id = o.open_channel_id AND s.buyer_telegram_id = $2
+      WHERE o.order_id = $1 AND s.removed_at IS NULL AND s.expires_at > now()`,
+    [orderId, buyerTelegramId],
+  );
+  return rows.length > 0;
+}
+
 export function joinTracking(deps: { pool: pg.Pool; log: Logger }): Composer<Context> {
   const composer = new Composer<Context>();
   composer.on('chat_member', async (ctx) => {
@@ -30,6 +40,15 @@ export function joinTracking(deps: { pool: pg.Pool; log: Logger }): Composer<Con
         if (!isLinkGone(error)) throw error;
       });
 
+    if (String(userId) === invite.buyerTelegramId && !(await hasLiveSubscription(deps.pool, invite.orderId, String(userId)))) {
+      // The buyer's access was revoked (or ended) after this link was made: the link no longer admits them.
+      await ctx.api.banChatMember(update.chat.id, userId);
+      await ctx.api.unbanChatMember(update.chat.id, userId, { only_if_banned: true });
+      await revoke();
+      await markRevoked(deps.pool, invite.orderId, 'the buyer joined after their access had ended or been revoked; removed');
+      log.warn('buyer joined through an invite link after their access ended; removed them and revoked the link');
+      return;
+    }
     if (String(userId) === invite.buyerTelegramId) {
       await markJoined(deps.pool, invite.orderId, String(userId));
       await revoke();

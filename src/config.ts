@@ -1,7 +1,7 @@
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { durationSchema, parseDurationList } from './domain/duration.js';
-import { DEFAULT_STUCK_AFTER_STATES, stuckOverridesSchema } from './operator/stuck-limits.js';
+import { DEFAULT_STUCK_AFTER_STATES, stuckOverridesSchema } from './domain/stuck-limits.js';
 
 // Configuration is read once, here. Anything invalid stops the start with the variable's name and
 // what is wrong with it, instead of surfacing later as a confusing runtime failure.

@@ -7,7 +7,7 @@ import { isChangeNowError } from '../providers/changenow/changenow.errors.js';
 import { orphanInviteLinks } from '../telegram/invites.repo.js';
 import { classifyTelegramError } from '../telegram/telegram-errors.js';
 import { countStuckByState } from './payments.repo.js';
-import type { StuckLimits } from './stuck-limits.js';
+import type { StuckLimits } from '../domain/stuck-limits.js';
 
 // What operators alert on (docs/alerts.yml), in prom-client's default registry beside the intake
 // counters (served by /metrics). Process-wide, created once: several services in one test process

@@ -5,7 +5,7 @@ import { effectJobId } from '../persistence/job-id.js';
 import { queueOf } from '../persistence/queues.js';
 import type { Queryable } from '../persistence/transaction.js';
 import { allowedActions, linksOf, regionsOf, waitingFor, type OperatorAction, type Regions, type WaitingFor } from './operator-actions.js';
-import type { StuckLimits } from './stuck-limits.js';
+import type { StuckLimits } from '../domain/stuck-limits.js';
 
 // Read-only queries behind the operator surface. Changing a payment goes through applyEvent only.
 //

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import promClient from 'prom-client';
 import type { Config } from '../../config.js';
 import { attachOperatorMetrics, createCountsReader } from '../../operator/metrics.js';
-import { stuckLimits } from '../../operator/stuck-limits.js';
+import { stuckLimits } from '../../domain/stuck-limits.js';
 
 // HTTP request metrics (fastify-metrics: http_request_duration_seconds by method, route template and
 // status) and the process's default metrics, in prom-client's default registry: the one /metrics serves

@@ -13,7 +13,7 @@ import type { Engine } from '../../persistence/apply-event.js';
 import { listDeadLetters } from '../../operator/dead-letters.repo.js';
 import { countByState, countStuckByState, countStuckByWait, listPayments, listStuck, paymentDetail, paymentState } from '../../operator/payments.repo.js';
 import { search } from '../../operator/search.repo.js';
-import { describeLimits, stuckLimits } from '../../operator/stuck-limits.js';
+import { describeLimits, stuckLimits } from '../../domain/stuck-limits.js';
 import { adminAuth } from '../plugins/admin-auth.js';
 import { HttpError } from '../plugins/error-handler.js';
 

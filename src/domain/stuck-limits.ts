@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { formatDuration, parseDuration } from '../domain/duration.js';
+import { formatDuration, parseDuration } from './duration.js';
 import { SUMMARY_STATES, type SummaryState } from '../machines/payment.view.js';
 
 // When a payment counts as stuck: each one-word state (payments.state) has a time limit; a payment that

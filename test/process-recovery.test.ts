@@ -62,6 +62,14 @@ describe('a worker killed while holding a job', () => {
       tg.failNext('sendMessage', { kind: '429', retryAfter: 25 });
       await payAndRoute(engine, o.paymentId, o);
       await tg.waitForCall('sendMessage', (c) => String(c.body.chat_id) === o.buyer && c.fault?.kind === '429', { timeoutMs: 30_000 });
+      // Kill it in the wait, once the refusal is recorded (the "send attempted" mark cleared): a kill in the
+      // instant between Telegram's 429 and that record is the case the service must treat as "delivery
+      // unconfirmed" (never a second DM), which is not what this test is about.
+      for (let i = 0; i < 200; i++) {
+        const { rows } = await db.pool.query<{ attempted: Date | null }>('SELECT send_attempted_at AS attempted FROM invites WHERE order_id = $1', [o.orderId]);
+        if (rows[0] && rows[0].attempted === null) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
       const { rows: held } = await db.pool.query(`SELECT state FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`, [o.paymentId]);
       expect(held.map((j) => j.state)).toEqual(['active']);
 

@@ -31,7 +31,7 @@ export async function benchEngine(url: string, log: (line: string) => void): Pro
   boss.on('error', () => {});
   await boss.start();
   await ensureQueues(boss, loadConfig({}));
-  const engine = createEngine({ pool, boss });
+  const engine = createEngine({ pool });
 
   await pool.query(`CREATE TABLE IF NOT EXISTS bench_state (id int PRIMARY KEY, snapshot jsonb NOT NULL, version int NOT NULL);
     CREATE TABLE IF NOT EXISTS bench_journal (id int NOT NULL, seq int NOT NULL, event jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now());

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Bot } from 'grammy';
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
-import { createActors } from './actors/index.js';
+import { createActors, inlineEffects } from './actors/index.js';
 import type { EffectActor } from './actors/effect-actor.js';
 import { batchQueues, resumeParkedBatch, startBatchWorkers } from './actors/payouts/batches.js';
 import { startActors, startDeadLetterWorker } from './actors/runner.js';
@@ -172,7 +172,7 @@ export async function startService(config: Config, log: Logger, options: Service
       ...subscriptionQueues,
       ...batchQueues(config.PAYOUT_SETTLE_RETRY_LIMIT),
     });
-    const engine = createEngine({ pool: db.pool, boss });
+    const engine = createEngine({ pool: db.pool, inline: inlineEffects });
     // One LISTEN connection on journal inserts, for the operators' live pages; closed after HTTP stops.
     const journalFeed = startJournalFeed({ connectionString: db.url, log: log.child({ module: 'journal-feed' }) });
     stops.add(() => journalFeed.close());

@@ -78,7 +78,7 @@ describe('a connection dropped mid-transaction', () => {
 
   it('applyEvent writing a state change with its jobs (writeWithJobs): the event fails, the process lives, a retry applies it once', async () => {
     const pool = createPool(t.db.url, 4);
-    const engine = createEngine({ pool, boss: t.boss });
+    const engine = createEngine({ pool });
     const admin = new pg.Pool({ connectionString: t.db.url, max: 1, application_name: 'telepay-test-admin' });
     const paymentId = `conn-loss-${Date.now()}`;
     await admin.query(`
@@ -122,10 +122,10 @@ describe('the database unreachable', () => {
       config: loadConfig({}),
       pool,
       boss: t.boss,
-      engine: createEngine({ pool, boss: t.boss }),
+      engine: createEngine({ pool }),
       log: t.log,
       statusTokenSecret: 'z'.repeat(32),
-      ipn: createIpnService({ pool, engine: createEngine({ pool, boss: t.boss }), log: t.log }),
+      ipn: createIpnService({ pool, engine: createEngine({ pool }), log: t.log }),
       ipnSecret,
       orders: createOrderService({ pool, nowPayments: null, statusTokenSecret: 'z'.repeat(32), publicBaseUrl: () => 'http://127.0.0.1', log: t.log }),
     });

@@ -82,13 +82,17 @@ describe('IPN door: verified bodies', () => {
     expect(JSON.parse(again.body)).toMatchObject({ status: 'duplicate' });
 
     expect(await deliveriesOf(h.t.db, paymentIdOf(p))).toEqual([
-      expect.objectContaining({ status: 'applied', event_type: 'np.finished', applied_version: 1, problem: null }),
+      expect.objectContaining({ status: 'applied', event_type: 'np.finished', applied_version: 2, problem: null }),
     ]);
     const { rows } = await h.t.db.pool.query('SELECT raw_body, body FROM ipn_deliveries WHERE payment_id = $1', [paymentIdOf(p)]);
     expect(rows[0].raw_body).toBe(JSON.stringify(h.np.ipns.at(-1)!.body)); // exactly the bytes sent
     expect(rows[0].body).toMatchObject({ payment_id: p.payment_id, fee: { currency: 'usdttrc20' } });
-    expect(await journalOf(h.t.db, paymentIdOf(p))).toEqual([{ seq: 1, event_type: 'np.finished', source: 'ipn' }]);
-    expect((await payment(paymentIdOf(p)))?.state).toBe('confirmed');
+    // Routing ran inside the same transaction: the IPN's answer already finds the payment routed.
+    expect(await journalOf(h.t.db, paymentIdOf(p))).toEqual([
+      { seq: 1, event_type: 'np.finished', source: 'ipn' },
+      { seq: 2, event_type: 'route.done', source: 'actor:route' },
+    ]);
+    expect((await payment(paymentIdOf(p)))?.state).toBe('routed');
   });
 
   it('ids and amounts as numbers or as strings give the same exact facts (no floats)', async () => {
@@ -99,7 +103,7 @@ describe('IPN door: verified bodies', () => {
     const finished = h.np.pay(orderId, { status: 'finished', actuallyPaid: '0.30', outcomeAmount: '0.29' });
     expect(JSON.parse((await h.np.sendIpn(finished, { asStrings: true })).body)).toMatchObject({ status: 'applied' });
     const row = await payment(paymentIdOf(finished));
-    expect(row?.state).toBe('confirmed');
+    expect(row?.state).toBe('routed');
     expect(row?.np).toMatchObject({ status: 'finished', payAmount: '0.3', actuallyPaid: '0.3', outcomeAmount: '0.29', invoiceId: String(finished.invoice_id), orderId });
   });
 
@@ -126,7 +130,7 @@ describe('IPN door: verified bodies', () => {
     expect(rows).toEqual([{ status: 'parked', payment_id: null, problem: expect.stringMatching(/^payment_id: /), raw_body: raw }]);
   });
 
-  it('50 concurrent identical IPNs: one delivery row, one transition, one journal row, one route job', async () => {
+  it('50 concurrent identical IPNs: one delivery row, one transition (finished + its routing), one job per effect', async () => {
     const { orderId } = await seedOrder(h);
     const p = h.np.pay(orderId, { status: 'finished' });
     const answers = await Promise.all(Array.from({ length: 50 }, () => h.np.sendIpn(p)));
@@ -134,10 +138,12 @@ describe('IPN door: verified bodies', () => {
     const statuses = answers.map((a) => (JSON.parse(a.body) as { status: string }).status);
     expect(statuses.filter((s) => s === 'applied')).toHaveLength(1);
     expect(statuses.filter((s) => s === 'duplicate')).toHaveLength(49);
-    expect(await deliveriesOf(h.t.db, paymentIdOf(p))).toEqual([expect.objectContaining({ status: 'applied', applied_version: 1 })]);
-    expect(await journalOf(h.t.db, paymentIdOf(p))).toHaveLength(1);
-    expect(await payment(paymentIdOf(p))).toMatchObject({ state: 'confirmed', version: 1 });
-    expect(await jobsFor(h.t.db, queueOf('route'), paymentIdOf(p))).toHaveLength(1);
+    expect(await deliveriesOf(h.t.db, paymentIdOf(p))).toEqual([expect.objectContaining({ status: 'applied', applied_version: 2 })]);
+    expect(await journalOf(h.t.db, paymentIdOf(p))).toHaveLength(2);
+    expect(await payment(paymentIdOf(p))).toMatchObject({ state: 'routed', version: 2 });
+    expect(await jobsFor(h.t.db, queueOf('invite'), paymentIdOf(p))).toHaveLength(1);
+    expect(await jobsFor(h.t.db, queueOf('split'), paymentIdOf(p))).toHaveLength(1);
+    expect(await jobsFor(h.t.db, queueOf('route'), paymentIdOf(p))).toHaveLength(0);
   });
 
   it('a stale "confirming" after "finished" is answered 200 and ignored', async () => {
@@ -150,7 +156,7 @@ describe('IPN door: verified bodies', () => {
     expect(late.status).toBe(200);
     expect(JSON.parse(late.body)).toMatchObject({ status: 'duplicate' });
     expect(await payment(paymentIdOf(finished))).toEqual(before);
-    expect(await journalOf(h.t.db, paymentIdOf(finished))).toHaveLength(1);
+    expect(await journalOf(h.t.db, paymentIdOf(finished))).toHaveLength(2);
     expect((await deliveriesOf(h.t.db, paymentIdOf(finished))).map((d) => d.status)).toEqual(['applied', 'duplicate']);
   });
 
@@ -162,11 +168,10 @@ describe('IPN door: verified bodies', () => {
       fee: { currency: 'usdttrc20', depositFee: 0.1, serviceFee: 0, withdrawalFee: 0 }, payment_extra_ids: [],
     });
     expect(await post(raw)).toMatchObject({ status: 200, body: { status: 'applied' } });
-    expect(await payment('6100000001')).toMatchObject({ state: 'confirmed', version: 1 });
+    // Routing (inside the same transaction) decides what an unknown order means: a person looks at it.
+    expect(await payment('6100000001')).toMatchObject({ state: 'needs_review', version: 2 });
     const { rows } = await h.t.db.pool.query('SELECT order_id FROM payments WHERE payment_id = $1', ['6100000001']);
     expect(rows[0].order_id).toBe('order-from-nowhere');
-    // The route effect (another module) decides what an unknown order means; it was asked to.
-    expect(await jobsFor(h.t.db, queueOf('route'), '6100000001')).toHaveLength(1);
   });
 
   it('a repeat deposit arrives as its own payment, keeping parent_payment_id for the routing decision', async () => {
@@ -216,27 +221,29 @@ describe('NowPayments statuses in any order', () => {
     const inOrder = await lifecycle();
     for (const ipn of inOrder) expect((await h.np.sendIpn(ipn)).status).toBe(200);
     const expected = await finalOf(paymentIdOf(inOrder[0]!));
-    expect(expected).toMatchObject({ state: 'confirmed', status: 'finished', paid: '12.5' });
+    expect(expected).toMatchObject({ state: 'routed', status: 'finished', paid: '12.5' });
 
     for (const seed of [1, 7, 42, 1337, 20240601]) {
       const ipns = await lifecycle();
       for (const ipn of shuffle(ipns, seed)) expect((await h.np.sendIpn(ipn)).status, `seed ${seed}`).toBe(200);
       expect(await finalOf(paymentIdOf(ipns[0]!)), `seed ${seed}`).toEqual(expected);
-      // The route effect is asked for once, however the statuses arrived.
-      expect(await jobsFor(h.t.db, queueOf('route'), paymentIdOf(ipns[0]!)), `seed ${seed}`).toHaveLength(1);
+      // Routed once, and the invite asked for once, however the statuses arrived.
+      expect((await journalOf(h.t.db, paymentIdOf(ipns[0]!))).filter((j) => j.event_type === 'route.done'), `seed ${seed}`).toHaveLength(1);
+      expect(await jobsFor(h.t.db, queueOf('invite'), paymentIdOf(ipns[0]!)), `seed ${seed}`).toHaveLength(1);
     }
   });
 });
 
 describe('an IPN retried after a failure', () => {
-  async function crashOnce(paymentId: string) {
-    // Applying fails once, inside applyEvent's transaction, as a database error would. A sequence is not
+  async function crashTwice(paymentId: string) {
+    // Applying fails twice, inside applyEvent's transaction, as a database error would: once in the
+    // one-transaction path, once more when the IPN, stored on its own, is applied. A sequence is not
     // rolled back with the failed transaction, so the next attempt goes through.
     await h.t.db.pool.query(`
       CREATE SEQUENCE IF NOT EXISTS ipn_crash_${paymentId};
       CREATE OR REPLACE FUNCTION ipn_crash_${paymentId}() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF NEW.payment_id = '${paymentId}' AND nextval('ipn_crash_${paymentId}') = 1 THEN
+        IF NEW.payment_id = '${paymentId}' AND nextval('ipn_crash_${paymentId}') <= 2 THEN
           RAISE EXCEPTION 'database hiccup while applying';
         END IF;
         RETURN NEW;
@@ -248,7 +255,7 @@ describe('an IPN retried after a failure', () => {
   it('is stored on the failure (answered 200, kept), and the retry is applied exactly once', async () => {
     const { orderId } = await seedOrder(h);
     const p = h.np.pay(orderId, { status: 'finished' });
-    const drop = await crashOnce(paymentIdOf(p));
+    const drop = await crashTwice(paymentIdOf(p));
     try {
       const first = await h.np.sendIpn(p);
       expect(first.status).toBe(200); // we hold the body; a 5xx would only make NowPayments retry forever
@@ -267,9 +274,12 @@ describe('an IPN retried after a failure', () => {
     } finally {
       await drop();
     }
-    expect(await journalOf(h.t.db, paymentIdOf(p))).toEqual([{ seq: 1, event_type: 'np.finished', source: 'ipn' }]);
-    expect(await deliveriesOf(h.t.db, paymentIdOf(p))).toEqual([expect.objectContaining({ status: 'applied', applied_version: 1 })]);
-    expect(await jobsFor(h.t.db, queueOf('route'), paymentIdOf(p))).toHaveLength(1);
+    expect(await journalOf(h.t.db, paymentIdOf(p))).toEqual([
+      { seq: 1, event_type: 'np.finished', source: 'ipn' },
+      { seq: 2, event_type: 'route.done', source: 'actor:route' },
+    ]);
+    expect(await deliveriesOf(h.t.db, paymentIdOf(p))).toEqual([expect.objectContaining({ status: 'applied', applied_version: 2 })]);
+    expect(await jobsFor(h.t.db, queueOf('invite'), paymentIdOf(p))).toHaveLength(1);
   });
 
   it('only a body we could not even store is answered 5xx (so NowPayments retries it), and nothing was applied', async () => {
@@ -297,7 +307,7 @@ describe('an IPN retried after a failure', () => {
   it('without a re-send, reconciliation applies the stored delivery, once', async () => {
     const { orderId } = await seedOrder(h);
     const p = h.np.pay(orderId, { status: 'finished' });
-    const drop = await crashOnce(paymentIdOf(p));
+    const drop = await crashTwice(paymentIdOf(p));
     try {
       expect(JSON.parse((await h.np.sendIpn(p)).body)).toMatchObject({ status: 'stored' });
     } finally {
@@ -307,8 +317,11 @@ describe('an IPN retried after a failure', () => {
     const deps = { pool: h.t.db.pool, engine: h.t.service.engine, ipn, log: h.t.service.log, olderThanMs: 3_600_000, deliveryGraceMs: 0 };
     expect(await reconcileOnce(deps)).toMatchObject({ applied: 1 });
     expect(await reconcileOnce(deps)).toMatchObject({ deliveries: 0, applied: 0 });
-    expect(await journalOf(h.t.db, paymentIdOf(p))).toEqual([{ seq: 1, event_type: 'np.finished', source: 'reconcile' }]);
-    expect((await payment(paymentIdOf(p)))?.state).toBe('confirmed');
+    expect(await journalOf(h.t.db, paymentIdOf(p))).toEqual([
+      { seq: 1, event_type: 'np.finished', source: 'reconcile' },
+      { seq: 2, event_type: 'route.done', source: 'actor:route' },
+    ]);
+    expect((await payment(paymentIdOf(p)))?.state).toBe('routed');
   });
 });
 
@@ -337,7 +350,10 @@ describe('admin surface of intake', () => {
       );
       const replay = await fetch(`${secured.t.url}/admin/ipn-deliveries/${stored.rows[0]!.id}/replay`, { method: 'POST', headers: auth });
       expect(await replay.json()).toMatchObject({ status: 'applied', paymentId: paymentIdOf(fine) });
-      expect(await journalOf(secured.t.db, paymentIdOf(fine))).toEqual([{ seq: 1, event_type: 'np.finished', source: 'operator:replay' }]);
+      expect(await journalOf(secured.t.db, paymentIdOf(fine))).toEqual([
+        { seq: 1, event_type: 'np.finished', source: 'operator:replay' },
+        { seq: 2, event_type: 'route.done', source: 'actor:route' },
+      ]);
       const twice = await fetch(`${secured.t.url}/admin/ipn-deliveries/${stored.rows[0]!.id}/replay`, { method: 'POST', headers: auth });
       expect(await twice.json()).toMatchObject({ status: 'duplicate' });
       expect((await fetch(`${secured.t.url}/admin/ipn-deliveries/999999999/replay`, { method: 'POST', headers: auth })).status).toBe(404);

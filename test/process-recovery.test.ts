@@ -53,7 +53,7 @@ describe('a worker killed while holding a job', () => {
     const boss = createBoss(db.url, { max: 2, schedule: false, supervise: false });
     boss.on('error', () => {});
     await boss.start();
-    const engine = createEngine({ pool: db.pool, boss });
+    const engine = createEngine({ pool: db.pool });
     const first = new ServiceProcess(serviceEnv(), logFile);
     const second = new ServiceProcess(serviceEnv(), logFile);
     try {

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { route as performRoute, createRouteActor } from '../src/actors/route/route.actor.js';
-import { startActors } from '../src/actors/runner.js';
+import { route as performRoute } from '../src/actors/route/route.actor.js';
 import { createChannel } from '../src/channels/channel-admin.service.js';
 import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts, Route } from '../src/machines/payment.events.js';
@@ -40,7 +39,7 @@ async function seedOrder(openChannelId: string, planId: string, priceUsd: string
 
 const paid = (facts: NpFacts): NpFacts => ({ payAmount: '10', actuallyPaid: '10', payCurrency: 'usdttrc20', priceCurrency: 'usd', ...facts });
 
-/** A verified "finished" IPN for the payment, then wait for the route job's result to be applied. */
+/** A verified "finished" IPN for the payment; routing ran in the same transaction. */
 async function pay(paymentId: string, facts: NpFacts) {
   await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paid(facts) }, { source: 'ipn' });
   return settled(paymentId);
@@ -59,10 +58,10 @@ async function grantedTo(orderId: string) {
 }
 
 beforeAll(async () => {
-  t = await startTestEngine();
+  // As the service runs it: routing inside the transaction that makes the payment confirmed.
+  t = await startTestEngine({ inline: true });
   await seedChannel('-1001', 'instant', [{ plan_id: 'c1-month', price_usd: '9.99' }, { plan_id: 'c1-year', price_usd: '99' }]);
   await seedChannel('-1002', 'threshold', [{ plan_id: 'c2-month', price_usd: '20' }]);
-  await startActors({ boss: t.boss, pool: t.db.pool, engine: t.engine, log: t.log, config: { WORKER_BATCH_SIZE: 20, WORKER_CONCURRENCY: 2 } }, [createRouteActor({ pool: t.db.pool })]);
 });
 afterAll(async () => {
   await t.close();

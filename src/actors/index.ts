@@ -4,17 +4,23 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { EffectName } from '../machines/payment.events.js';
+import type { InlineEffect } from '../persistence/apply-event.js';
 import type { PayoutExecutor } from '../payouts/payout-executor.js';
 import type { EffectActor } from './effect-actor.js';
 import { createAccumulateActor } from './payouts/accumulate.actor.js';
 import { createSettleActor } from './payouts/settle.actor.js';
 import { createSplitActor } from './payouts/split.actor.js';
-import { createRouteActor } from './route/route.actor.js';
+import { createRouteActor, routeInline } from './route/route.actor.js';
 import { createInviteActor } from './telegram/invite.actor.js';
 
 // Effect name -> the actor that performs it. The machine names effects (src/machines/payment.machine.ts,
 // `effect.<name>` actions); the engine turns each into a job on queue `effect-<name>`; the actor listed
 // here works that queue. This table is the whole map from a decision to the code that carries it out.
+// An effect that needs only our own tables is not a job: the engine performs it inside the transition's
+// own transaction (inlineEffects). Routing is the one such effect; its worker remains only to drain
+// route jobs queued by an earlier version.
+
+export const inlineEffects: Partial<Record<EffectName, InlineEffect>> = { route: routeInline };
 
 export interface ActorDeps {
   pool: pg.Pool;

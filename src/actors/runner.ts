@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { findEffectResult, recordEffectResult } from '../persistence/effect-results.repo.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../persistence/queues.js';
+import { inTransaction } from '../persistence/transaction.js';
 import { isRetryable } from '../domain/errors.js';
 import { countProviderError, deadLetters, jobRetries } from '../operator/metrics.js';
 import type { EffectActor, EffectJob } from './effect-actor.js';
@@ -31,21 +32,35 @@ export function workOptions(config: RunnerDeps['config']) {
   } as const;
 }
 
-/** Runs one job: replay a recorded result if the effect already happened, else perform and record it; then apply it. */
+/**
+ * Runs one job: replay a recorded result if the effect already happened, else perform it; then record
+ * the result and apply it. Recording and applying share one transaction (one commit per job); if that
+ * fails, the result is recorded on its own first and applied after, as a retry would, so a performed
+ * effect is never performed again only because applying its result failed.
+ */
 export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, actor: EffectActor, job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal }) {
   const { paymentId, effect, attempt } = job.data;
+  const key = { paymentId, effect, attempt };
+  const source = `actor:${effect}`;
   if (job.retryCount > 0) jobRetries.inc({ queue: queueOf(effect) });
   const log = deps.log.child({ paymentId, jobId: job.id, effect, attempt });
   // A first claim (retryCount 0) cannot have a recorded result: job ids are unique per (payment, effect,
   // attempt), so only a retry of this very job could have recorded one. Skipping the read saves a round trip.
-  let result = job.retryCount === 0 ? null : await findEffectResult(deps.pool, { paymentId, effect, attempt });
-  if (result) {
+  const recorded = job.retryCount === 0 ? null : await findEffectResult(deps.pool, key);
+  let applied;
+  if (recorded) {
     log.info('effect already performed; replaying its recorded result');
+    applied = await deps.engine.applyEvent(paymentId, recorded, { source });
   } else {
     const performed = await actor.perform(job.data, { signal: job.signal, log, jobId: job.id, retryCount: job.retryCount });
-    result = await recordEffectResult(deps.pool, { paymentId, effect, attempt }, performed);
+    try {
+      applied = await inTransaction(deps.pool, async (tx) => deps.engine.applyEvent(paymentId, await recordEffectResult(tx, key, performed), { source, tx }));
+    } catch (error) {
+      log.warn({ err: error }, 'recording and applying the effect result together failed; recording it alone first');
+      const result = await recordEffectResult(deps.pool, key, performed);
+      applied = await deps.engine.applyEvent(paymentId, result, { source });
+    }
   }
-  const applied = await deps.engine.applyEvent(paymentId, result, { source: `actor:${effect}` });
   log.debug({ outcome: applied.outcome, state: applied.state }, 'effect result applied');
   return applied;
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Queryable } from '../persistence/transaction.js';
 import { sanitizeText } from '../domain/text.js';
 import { isDataError } from '../persistence/database.js';
 
@@ -38,7 +39,7 @@ export interface StoredDelivery {
 //   their place, and the service parks the delivery when text was replaced (see ipn.service.ts). The old
 //   textual `\u0000` removal turned the text `\\u0000` into invalid JSON, and every re-send failed again.
 // Storing therefore fails only when the database does: never because of the body.
-export async function storeDelivery(pool: pg.Pool, d: NewDelivery): Promise<StoredDelivery> {
+export async function storeDelivery(pool: Queryable, d: NewDelivery): Promise<StoredDelivery> {
   const rawBody = d.rawBody.includes('\u0000') ? d.rawBody.replaceAll('\u0000', '\\u0000') : d.rawBody;
   try {
     return await insertDelivery(pool, d, rawBody, d.jsonBody);
@@ -48,9 +49,10 @@ export async function storeDelivery(pool: pg.Pool, d: NewDelivery): Promise<Stor
   }
 }
 
-async function insertDelivery(pool: pg.Pool, d: NewDelivery, rawBody: string, jsonBody: string): Promise<StoredDelivery> {
-  const { rows } = await pool.query<{ id: string; status: DeliveryStatus; inserted: boolean }>(
-    `WITH ins AS (
+async function insertDelivery(pool: Queryable, d: NewDelivery, rawBody: string, jsonBody: string): Promise<StoredDelivery> {
+  const { rows } = await pool.query<{ id: string; status: DeliveryStatus; inserted: boolean }>({
+    name: 'ipn-delivery-store',
+    text: `WITH ins AS (
        INSERT INTO ipn_deliveries (body_hash, raw_body, body, payment_id, payment_status)
        VALUES ($1, $2, $3::jsonb, $4, $5)
        ON CONFLICT (body_hash) DO NOTHING
@@ -59,14 +61,14 @@ async function insertDelivery(pool: pg.Pool, d: NewDelivery, rawBody: string, js
      UNION ALL
      SELECT id, status, false FROM ipn_deliveries WHERE body_hash = $1
      LIMIT 1`,
-    [d.bodyHash, rawBody, jsonBody, d.paymentId, d.paymentStatus],
-  );
+    values: [d.bodyHash, rawBody, jsonBody, d.paymentId, d.paymentStatus],
+  });
   const row = rows[0] ?? (await findByHash(pool, d.bodyHash));
   if (!row) throw new Error('ipn delivery neither inserted nor found');
   return row;
 }
 
-async function findByHash(pool: pg.Pool, bodyHash: string): Promise<StoredDelivery | undefined> {
+async function findByHash(pool: Queryable, bodyHash: string): Promise<StoredDelivery | undefined> {
   // A concurrent first insert may be invisible to the statement above's snapshot; by now it has committed.
   const { rows } = await pool.query<{ id: string; status: DeliveryStatus }>('SELECT id, status FROM ipn_deliveries WHERE body_hash = $1', [bodyHash]);
   return rows[0] ? { ...rows[0], inserted: false } : undefined;
@@ -84,15 +86,16 @@ export interface DeliveryUpdate {
 // appliers of one body must leave "applied" behind, whichever finishes last.
 const RANK = `CASE %s WHEN 'received' THEN 0 WHEN 'failed' THEN 1 WHEN 'parked' THEN 2 WHEN 'duplicate' THEN 3 WHEN 'applied' THEN 4 END`;
 
-export async function markDelivery(pool: pg.Pool, id: string, u: DeliveryUpdate): Promise<void> {
-  await pool.query(
-    `UPDATE ipn_deliveries
+export async function markDelivery(pool: Queryable, id: string, u: DeliveryUpdate): Promise<void> {
+  await pool.query({
+    name: 'ipn-delivery-mark',
+    text: `UPDATE ipn_deliveries
         SET status = $2, problem = $3, event_type = coalesce($4, event_type),
             applied_version = coalesce($5, applied_version), payment_id = coalesce(payment_id, $6),
             attempts = attempts + 1, updated_at = now()
       WHERE id = $1 AND ${RANK.replace('%s', 'status')} <= ${RANK.replace('%s', '$2::text')}`,
-    [id, u.status, u.problem == null ? null : sanitizeText(u.problem).slice(0, 4000), u.eventType ?? null, u.appliedVersion ?? null, u.paymentId ?? null],
-  );
+    values: [id, u.status, u.problem == null ? null : sanitizeText(u.problem).slice(0, 4000), u.eventType ?? null, u.appliedVersion ?? null, u.paymentId ?? null],
+  });
 }
 
 export interface DeliveryRow {

@@ -2,9 +2,11 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { findJsonProblem, sanitizeJson } from '../domain/text.js';
+import type { PaymentSnapshot } from '../machines/payment.step.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { isDataError, isDatabaseUnavailable } from '../persistence/database.js';
-import { getDelivery, markDelivery, storeDelivery } from './ipn-deliveries.repo.js';
+import { inTransaction } from '../persistence/transaction.js';
+import { getDelivery, markDelivery, storeDelivery, type NewDelivery } from './ipn-deliveries.repo.js';
 import { mapIpnBody, type IpnMapping } from './ipn-to-event.js';
 import { ipnProcessed } from './ipn.metrics.js';
 
@@ -23,6 +25,11 @@ import { ipnProcessed } from './ipn.metrics.js';
 //   We hold the body, so we answer 200 rather than make NowPayments retry forever; reconciliation
 //   re-applies stored-but-unapplied deliveries, and an identical re-send re-applies it at once. Only a
 //   failure to *store* (the database unreachable) is a 5xx: whatever a body contains, it can be stored.
+//
+// Cost: a usable IPN is stored, applied and marked in ONE transaction (the delivery row, the payment,
+// its journal and its jobs commit together). If anything in it fails, it all rolls back and the IPN
+// takes the careful path: stored on its own first, then applied, so "stored even if applying fails"
+// holds exactly as before. A re-sent body already applied costs one statement and writes nothing.
 
 export type IpnOutcome =
   | { status: 'applied' | 'duplicate'; deliveryId: string; paymentId: string | null; /** null when answered from the stored delivery. */ version: number | null }
@@ -53,16 +60,12 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
   }
 
   /** Why this IPN must not touch the payment it names: it carries another order_id than the payment has. */
-  async function orderConflict(paymentId: string, orderId: string | null | undefined): Promise<string | null> {
-    if (!orderId) return null;
-    const { rows } = await pool.query<{ order_id: string | null }>({
-      name: 'ipn-payment-order',
-      text: `SELECT coalesce(order_id, view->>'orderId') AS order_id FROM payments WHERE payment_id = $1`,
-      values: [paymentId],
-    });
-    const known = rows[0]?.order_id;
-    if (!known || known === orderId) return null;
-    return `order_id ${JSON.stringify(orderId)} differs from order_id ${JSON.stringify(known)} of payment ${paymentId}; the payment is unchanged`;
+  function orderConflict(paymentId: string, orderId: string | null | undefined) {
+    return (snapshot: PaymentSnapshot | null): string | null => {
+      const known = snapshot?.context.orderId;
+      if (!orderId || !known || known === orderId) return null;
+      return `order_id ${JSON.stringify(orderId)} differs from order_id ${JSON.stringify(known)} of payment ${paymentId}; the payment is unchanged`;
+    };
   }
 
   /**
@@ -89,9 +92,8 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
     const unsafe = findJsonProblem(body, '');
     if (unsafe) return park(deliveryId, paymentId, `${unsafe.field}: ${unsafe.message}`, event.type);
     try {
-      const conflict = await orderConflict(paymentId, event.facts.orderId);
-      if (conflict) return park(deliveryId, paymentId, conflict, event.type);
-      const result = await applyWithRetries(() => engine.applyEvent(paymentId, event, { source }));
+      const result = await applyWithRetries(() => engine.applyEvent(paymentId, event, { source, refuse: orderConflict(paymentId, event.facts.orderId) }));
+      if (result.outcome === 'refused') return park(deliveryId, paymentId, result.reason, event.type);
       await markDelivery(pool, deliveryId, { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId });
       log.info({ deliveryId, paymentId, event: event.type, outcome: result.outcome, state: result.state, source }, 'IPN applied');
       ipnProcessed.inc({ outcome: result.outcome });
@@ -111,27 +113,61 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
     }
   }
 
+  /** Store, apply and mark in one transaction. Throws (having written nothing) when any of it fails. */
+  async function storeAndApply(delivery: NewDelivery, mapping: Extract<IpnMapping, { ok: true }>): Promise<IpnOutcome> {
+    const { paymentId, event } = mapping;
+    const outcome = await inTransaction(pool, async (tx): Promise<IpnOutcome> => {
+      const stored = await storeDelivery(tx, delivery);
+      if (!stored.inserted && stored.status !== 'received' && stored.status !== 'failed') return repeated(stored, mapping);
+      const result = await engine.applyEvent(paymentId, event, { source: 'ipn', tx, refuse: orderConflict(paymentId, event.facts.orderId) });
+      if (result.outcome === 'refused') {
+        await markDelivery(tx, stored.id, { status: 'parked', problem: result.reason, paymentId, eventType: event.type });
+        return { status: 'parked', deliveryId: stored.id, paymentId, problem: result.reason };
+      }
+      await markDelivery(tx, stored.id, { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId });
+      return { status: result.outcome, deliveryId: stored.id, paymentId, version: result.version };
+    });
+    if (outcome.status === 'parked') log.warn({ deliveryId: outcome.deliveryId, paymentId, problem: outcome.problem }, 'verified IPN parked: it cannot be applied as it stands; resume with replayDelivery');
+    else if (outcome.status === 'applied' || (outcome.status === 'duplicate' && outcome.version !== null)) log.info({ deliveryId: outcome.deliveryId, paymentId, event: event.type, outcome: outcome.status, source: 'ipn' }, 'IPN applied');
+    ipnProcessed.inc({ outcome: outcome.status });
+    return outcome;
+  }
+
+  /** The same bytes again, already applied or parked: nothing new to do. */
+  function repeated(stored: { id: string; status: string }, mapping: IpnMapping): IpnOutcome {
+    return stored.status === 'parked'
+      ? { status: 'parked', deliveryId: stored.id, paymentId: mapping.paymentId, problem: mapping.ok ? 'parked earlier' : mapping.problem }
+      : { status: 'duplicate', deliveryId: stored.id, paymentId: mapping.paymentId, version: null };
+  }
+
   return {
     async receive(raw, body) {
       const mapping = mapIpnBody(body);
       const rawBody = raw.toString('utf8');
       const sanitised = () => JSON.stringify(sanitizeJson(body));
-      const stored = await storeDelivery(pool, {
+      const unsafe = findJsonProblem(body, '');
+      const delivery: NewDelivery = {
         bodyHash: createHash('sha256').update(raw).digest('hex'),
         rawBody,
         // The raw text keeps numbers exact; text jsonb would refuse goes straight to the sanitised copy.
-        jsonBody: findJsonProblem(body, '') ? sanitised() : rawBody,
+        jsonBody: unsafe ? sanitised() : rawBody,
         sanitisedJsonBody: sanitised,
         paymentId: mapping.paymentId,
         paymentStatus: mapping.ok ? mapping.event.type.slice(3) : null,
-      });
+      };
+      if (mapping.ok && !unsafe) {
+        try {
+          return await storeAndApply(delivery, mapping);
+        } catch (error) {
+          log.warn({ paymentId: mapping.paymentId, err: error }, 'storing and applying an IPN in one transaction failed; storing it first, then applying');
+        }
+      }
+      const stored = await storeDelivery(pool, delivery);
       // The same bytes again. If the first one was applied (or parked) there is nothing new; if it was
       // stored but not applied (failed, or still in flight), applying again is safe: applyEvent is idempotent.
       if (!stored.inserted && stored.status !== 'received' && stored.status !== 'failed') {
         ipnProcessed.inc({ outcome: 'duplicate' });
-        return stored.status === 'parked'
-          ? { status: 'parked', deliveryId: stored.id, paymentId: mapping.paymentId, problem: mapping.ok ? 'parked earlier' : mapping.problem }
-          : { status: 'duplicate', deliveryId: stored.id, paymentId: mapping.paymentId, version: null };
+        return repeated(stored, mapping);
       }
       return apply(stored.id, body, 'ipn', mapping);
     },

@@ -1,11 +1,9 @@
-import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
-import type { PaymentEvent } from '../machines/payment.events.js';
+import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
 import { initialSnapshot, persist, restore, step, type Effect, type PaymentSnapshot } from '../machines/payment.step.js';
 import { viewOf, type SummaryState } from '../machines/payment.view.js';
-import { effectJobId } from './job-id.js';
-import { ignoreCheckedOutError } from './transaction.js';
-import { queueOf } from './queues.js';
+import { insertEffectJobs } from './effect-jobs.js';
+import { ignoreCheckedOutError, type Queryable } from './transaction.js';
 
 // The one path every state change takes. The pure machine decides; the new snapshot, its read model
 // (src/machines/payment.view.ts), its journal row and the jobs for its effects commit together or not at all.
@@ -21,19 +19,43 @@ import { queueOf } from './queues.js';
 export interface ApplyOptions {
   /** Who sent the event, kept in the journal: ipn, reconcile, actor:<effect>, operator:<name>. */
   source: string;
+  /** Apply inside this transaction (the caller commits or rolls back); by default the engine uses its own. */
+  tx?: pg.PoolClient;
+  /**
+   * A reason the event must not touch this payment as it stands, checked on the committed snapshot the
+   * decision is made on (null: no payment yet). The event is then neither applied nor written.
+   */
+  refuse?: (snapshot: PaymentSnapshot | null) => string | null;
 }
 
 export type ApplyResult =
   | { outcome: 'applied'; paymentId: string; version: number; state: SummaryState; effects: Effect[] }
   | { outcome: 'duplicate'; paymentId: string; version: number; state: SummaryState | null };
 
-export interface Engine {
-  applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult>;
+export interface Refused {
+  outcome: 'refused';
+  paymentId: string;
+  version: number;
+  state: SummaryState | null;
+  reason: string;
 }
 
-interface Statement {
-  name: string;
-  text: string;
+export interface Engine {
+  applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions & { refuse: NonNullable<ApplyOptions['refuse']> }): Promise<ApplyResult | Refused>;
+  applyEvent(paymentId: string, event: PaymentEvent, options: Omit<ApplyOptions, 'refuse'>): Promise<ApplyResult>;
+}
+
+/**
+ * An effect decided from our own tables alone (no outside world), inside the transaction that makes
+ * the transition asking for it: its result event is stepped at once and both journal rows commit
+ * together. Routing is one: it only reads the order, channel and plan and claims the order.
+ */
+export type InlineEffect = (tx: Queryable, snapshot: PaymentSnapshot) => Promise<PaymentEvent>;
+
+export interface EngineDeps {
+  pool: pg.Pool;
+  /** Effects performed inside the transition's transaction instead of as a job. */
+  inline?: Partial<Record<EffectName, InlineEffect>>;
 }
 
 interface Known {
@@ -70,80 +92,141 @@ interface Row {
   state: SummaryState;
 }
 
+/** One journal row: an event and what stepping it did. */
+interface Entry {
+  event: PaymentEvent;
+  source: string;
+  from: PaymentSnapshot | null;
+  to: PaymentSnapshot;
+  /** The effects of this step that became jobs. */
+  effects: Effect[];
+}
+
 /** Far above what real traffic produces for one payment; reaching it means something is wrong. */
 const MAX_ATTEMPTS = 100;
 
-const JOURNAL_COLUMNS = '(payment_id, seq, event_type, event, source, from_state, to_state, effects)';
+// Both statements write the payment row and its journal rows in one statement: the journal insert only
+// happens if the row write did, so `rowCount >= 1` means "our version won". $3 is the version after the
+// last entry; the entries ($8) carry their own seq (a transition with an inline effect writes two).
+const JOURNAL = `
+  INSERT INTO payment_journal (payment_id, seq, event_type, event, source, from_state, to_state, effects)
+  SELECT payment_id, j.seq, j.event_type, j.event, j.source, j.from_state, j.to_state, j.effects
+    FROM written, jsonb_to_recordset($8::jsonb) AS j(seq int, event_type text, event jsonb, source text, from_state jsonb, to_state jsonb, effects jsonb)`;
 
-// Both statements write the payment row and its journal row in one statement: the journal insert only
-// happens if the row write did, so `rowCount === 1` means "our version won".
-const UPDATE_IF_VERSION = `
+const UPDATE_IF_VERSION = {
+  name: 'payment-update-if-version',
+  text: `
   WITH written AS (
     UPDATE payments
        SET snapshot = $2, version = $3, state = $4, state_value = $5, review_reason = $6,
            order_id = coalesce(order_id, $7), updated_at = now(),
-           view = $14, step = $15, rank = $16, np_status = $17,
-           state_entered_at = CASE WHEN $13 THEN now() ELSE state_entered_at END
-     WHERE payment_id = $1 AND version = $3 - 1
+           view = $9, step = $10, rank = $11, np_status = $12,
+           state_entered_at = CASE WHEN $14 THEN now() ELSE state_entered_at END
+     WHERE payment_id = $1 AND version = $13
     RETURNING payment_id)
-  INSERT INTO payment_journal ${JOURNAL_COLUMNS}
-  SELECT payment_id, $3, $8, $9, $10, $11, $5, $12 FROM written`;
+  ${JOURNAL}`,
+};
 
-const INSERT_IF_ABSENT = `
+const INSERT_IF_ABSENT = {
+  name: 'payment-insert-if-absent',
+  text: `
   WITH written AS (
     INSERT INTO payments (payment_id, snapshot, version, state, state_value, review_reason, order_id, view, step, rank, np_status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $13, $14, $15, $16)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12)
     ON CONFLICT (payment_id) DO NOTHING
     RETURNING payment_id)
-  INSERT INTO payment_journal ${JOURNAL_COLUMNS}
-  SELECT payment_id, $3, $8, $9, $10, $11, $5, $12 FROM written`;
+  ${JOURNAL}`,
+};
 
-export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
-  const { pool, boss } = deps;
+export function createEngine(deps: EngineDeps): Engine {
+  const { pool } = deps;
+  const inline = deps.inline ?? {};
   const recent = new RecentSnapshots(10_000);
+  const isInline = (effect: EffectName) => inline[effect] !== undefined;
 
-  async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult> {
+  async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult | Refused> {
+    const db: Queryable = options.tx ?? pool;
     for (let attempt = 1; ; attempt++) {
-      const seen = await currentState(paymentId, event, attempt === 1);
+      const seen = await currentState(db, paymentId, event, attempt === 1);
+      const refusal = options.refuse?.(seen?.snapshot ?? null);
+      if (refusal) return { outcome: 'refused', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null, reason: refusal };
       // The first event for an unknown payment creates its machine: no row is ever required beforehand.
       const current: PaymentSnapshot = seen ? seen.snapshot : initialSnapshot(paymentId);
-      const { next, effects, changed } = seen?.stepped ?? step(current, event);
-      if (!changed) {
+      const first = seen?.stepped ?? step(current, event);
+      if (!first.changed) {
         // A replay, a stale status, or a result for a step not reached: nothing to write.
         return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null };
       }
-      const version = (seen?.version ?? 0) + 1;
-      const summary = viewOf(next);
-      const params: unknown[] = [
-        paymentId,
-        persist(next),
-        version,
-        summary.state,
-        JSON.stringify(next.value),
-        summary.reviewReason,
-        next.context.orderId,
-        event.type,
-        event,
-        options.source,
-        seen ? JSON.stringify(current.value) : null,
-        JSON.stringify(effects),
-      ];
-      // state_entered_at moves only when the state value does (not on progress kept in context).
-      if (seen) params.push(JSON.stringify(current.value) !== JSON.stringify(next.value));
-      params.push(summary, summary.step, summary.rank, summary.np.status);
-      // Named statements: Postgres parses and plans each once per connection, not once per event.
-      const sql = seen ? { name: 'payment-update-if-version', text: UPDATE_IF_VERSION } : { name: 'payment-insert-if-absent', text: INSERT_IF_ABSENT };
-      let won = false;
+      const base = seen?.version ?? 0;
+      const entries: Entry[] = [{ event, source: options.source, from: seen ? current : null, to: first.next, effects: first.effects }];
+      let written: { version: number; state: SummaryState; snapshot: PaymentSnapshot; effects: Effect[] } | null = null;
       try {
-        won = effects.length === 0 ? await writeAlone(sql, params) : await writeWithJobs(sql, params, paymentId, effects);
+        const write = (tx: Queryable) => writeTransition(tx, paymentId, base, entries);
+        if (first.effects.length === 0) written = await write(db);
+        else if (options.tx) written = await inSavepoint(options.tx, first.effects.some((e) => isInline(e.effect)), write);
+        else written = await inOwnTransaction(write);
       } finally {
-        if (won) recent.remember(paymentId, { version, state: summary.state, snapshot: next });
+        if (written) recent.remember(paymentId, { version: written.version, state: written.state, snapshot: written.snapshot });
         else recent.forget(paymentId);
       }
-      if (won) return { outcome: 'applied', paymentId, version, state: summary.state, effects };
+      if (written) return { outcome: 'applied', paymentId, version: written.version, state: written.state, effects: written.effects };
       // Another writer committed this version first: re-read and decide again on its result.
       if (attempt >= MAX_ATTEMPTS) throw new Error(`applyEvent: payment ${paymentId} kept changing under ${MAX_ATTEMPTS} attempts`);
     }
+  }
+
+  /**
+   * Performs the inline effects the entries ask for (each result stepped at once, its own journal row),
+   * then writes the payment at its final version with every journal row and every job, compare-and-set
+   * on `base`. Null when another writer got there first (the caller's transaction is then rolled back,
+   * so an inline effect's writes go with it).
+   */
+  async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[]) {
+    let snapshot = entries[0]!.to;
+    const jobs: Effect[] = [];
+    let pending = [...entries[0]!.effects];
+    entries[0]!.effects = pending.filter((e) => !isInline(e.effect));
+    while (pending.length > 0) {
+      const effect = pending.shift()!;
+      const perform = inline[effect.effect];
+      if (!perform) {
+        jobs.push(effect);
+        continue;
+      }
+      const result = await perform(tx, snapshot);
+      const stepped = step(snapshot, result);
+      if (!stepped.changed) continue;
+      entries.push({ event: result, source: `actor:${effect.effect}`, from: snapshot, to: stepped.next, effects: stepped.effects.filter((e) => !isInline(e.effect)) });
+      snapshot = stepped.next;
+      pending = [...pending, ...stepped.effects];
+    }
+
+    const version = base + entries.length;
+    const summary = viewOf(snapshot);
+    const first = entries[0]!;
+    const params: unknown[] = [
+      paymentId,
+      persist(snapshot),
+      version,
+      summary.state,
+      JSON.stringify(snapshot.value),
+      summary.reviewReason,
+      snapshot.context.orderId,
+      JSON.stringify(
+        entries.map((e, i) => ({ seq: base + i + 1, event_type: e.event.type, event: e.event, source: e.source, from_state: e.from?.value ?? null, to_state: e.to.value, effects: e.effects })),
+      ),
+      summary,
+      summary.step,
+      summary.rank,
+      summary.np.status,
+    ];
+    // state_entered_at moves only when the state value does (not on progress kept in context).
+    if (first.from) params.push(base, JSON.stringify(first.from.value) !== JSON.stringify(snapshot.value));
+    // Named statements: Postgres parses and plans each once per connection, not once per event.
+    const sql = first.from ? UPDATE_IF_VERSION : INSERT_IF_ABSENT;
+    if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
+    await insertEffectJobs(tx, paymentId, jobs);
+    return { version, state: summary.state, snapshot, effects: jobs };
   }
 
   /**
@@ -152,41 +235,29 @@ export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
    * read is saved. If the event changes nothing there, that proves nothing (the copy may be behind), so
    * the row is read.
    */
-  async function currentState(paymentId: string, event: PaymentEvent, useRecent: boolean): Promise<Seen | null> {
+  async function currentState(db: Queryable, paymentId: string, event: PaymentEvent, useRecent: boolean): Promise<Seen | null> {
     const known = useRecent ? recent.get(paymentId) : undefined;
     if (known) {
       const stepped = step(known.snapshot, event);
       if (stepped.changed) return { ...known, stepped };
     }
-    const row = (await pool.query<Row>({ name: 'payment-read', text: 'SELECT snapshot, version, state FROM payments WHERE payment_id = $1', values: [paymentId] })).rows[0];
+    const row = (await db.query<Row>({ name: 'payment-read', text: 'SELECT snapshot, version, state FROM payments WHERE payment_id = $1', values: [paymentId] })).rows[0];
     if (!row) return null;
     const seen = { version: row.version, state: row.state, snapshot: restore(row.snapshot) };
     recent.remember(paymentId, seen);
     return seen;
   }
 
-  async function writeAlone(sql: Statement, params: unknown[]): Promise<boolean> {
-    return (await pool.query({ ...sql, values: params })).rowCount === 1;
-  }
-
-  /** State change and effect jobs in one transaction: pg-boss inserts the jobs through our client. */
-  async function writeWithJobs(sql: Statement, params: unknown[], paymentId: string, effects: Effect[]): Promise<boolean> {
+  /** The state change, its inline effects and its jobs in one transaction of the engine's own. */
+  async function inOwnTransaction<T>(work: (tx: Queryable) => Promise<T | null>): Promise<T | null> {
     const client = await pool.connect();
     // See inTransaction: a connection lost mid-transaction must fail this write, not the process.
     client.on('error', ignoreCheckedOutError);
     try {
       await client.query('BEGIN');
-      if ((await client.query({ ...sql, values: params })).rowCount !== 1) {
-        await client.query('ROLLBACK');
-        return false;
-      }
-      const db = { executeSql: (text: string, values?: unknown[]) => client.query(text, values) };
-      for (const { effect, attempt } of effects) {
-        // Deterministic id: a second job for the same (payment, effect, attempt) is refused even after completion.
-        await boss.send(queueOf(effect), { paymentId, effect, attempt }, { id: effectJobId(paymentId, effect, attempt), db });
-      }
-      await client.query('COMMIT');
-      return true;
+      const result = await work(client);
+      await client.query(result === null ? 'ROLLBACK' : 'COMMIT');
+      return result;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
       throw error;
@@ -196,5 +267,22 @@ export function createEngine(deps: { pool: pg.Pool; boss: PgBoss }): Engine {
     }
   }
 
-  return { applyEvent };
+  /**
+   * In the caller's transaction. A lost compare-and-set writes nothing by itself; only an inline effect
+   * (which writes before it) needs a savepoint to take its writes back before deciding again.
+   */
+  async function inSavepoint<T>(tx: pg.PoolClient, needed: boolean, work: (tx: Queryable) => Promise<T | null>): Promise<T | null> {
+    if (!needed) return work(tx);
+    await tx.query('SAVEPOINT apply_event');
+    try {
+      const result = await work(tx);
+      await tx.query(result === null ? 'ROLLBACK TO SAVEPOINT apply_event' : 'RELEASE SAVEPOINT apply_event');
+      return result;
+    } catch (error) {
+      await tx.query('ROLLBACK TO SAVEPOINT apply_event').catch(() => {});
+      throw error;
+    }
+  }
+
+  return { applyEvent } as Engine;
 }

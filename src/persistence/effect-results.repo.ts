@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type { Queryable } from './transaction.js';
 import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
 
 export interface EffectKey {
@@ -7,7 +7,7 @@ export interface EffectKey {
   attempt: number;
 }
 
-export async function findEffectResult(pool: pg.Pool, key: EffectKey): Promise<PaymentEvent | null> {
+export async function findEffectResult(pool: Queryable, key: EffectKey): Promise<PaymentEvent | null> {
   const { rows } = await pool.query<{ result: PaymentEvent }>(
     'SELECT result FROM effect_results WHERE payment_id = $1 AND effect = $2 AND attempt = $3',
     [key.paymentId, key.effect, key.attempt],
@@ -16,17 +16,18 @@ export async function findEffectResult(pool: pg.Pool, key: EffectKey): Promise<P
 }
 
 /** Records the result unless one exists; returns whichever was recorded first, so every replay applies the same event. */
-export async function recordEffectResult(pool: pg.Pool, key: EffectKey, result: PaymentEvent): Promise<PaymentEvent> {
-  const { rows } = await pool.query<{ result: PaymentEvent }>(
-    `WITH ins AS (
+export async function recordEffectResult(pool: Queryable, key: EffectKey, result: PaymentEvent): Promise<PaymentEvent> {
+  const { rows } = await pool.query<{ result: PaymentEvent }>({
+    name: 'effect-result-record',
+    text: `WITH ins AS (
        INSERT INTO effect_results (payment_id, effect, attempt, result) VALUES ($1, $2, $3, $4)
        ON CONFLICT DO NOTHING RETURNING result)
      SELECT result FROM ins
      UNION ALL
      SELECT result FROM effect_results WHERE payment_id = $1 AND effect = $2 AND attempt = $3
      LIMIT 1`,
-    [key.paymentId, key.effect, key.attempt, result],
-  );
+    values: [key.paymentId, key.effect, key.attempt, result],
+  });
   // Under a concurrent first insert the statement's snapshot may miss the winner's row; read it again.
   return rows[0]?.result ?? (await findEffectResult(pool, key)) ?? result;
 }

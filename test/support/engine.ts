@@ -1,5 +1,6 @@
 import { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
+import { inlineEffects } from '../../src/actors/index.js';
 import { createLogger } from '../../src/logger.js';
 import { createEngine, type Engine } from '../../src/persistence/apply-event.js';
 import { createBoss } from '../../src/persistence/queues.js';
@@ -13,13 +14,17 @@ export interface TestEngine {
   close(): Promise<void>;
 }
 
-/** A real engine on a fresh database: pg-boss started, queues from the template. */
-export async function startTestEngine(): Promise<TestEngine> {
+/**
+ * A real engine on a fresh database: pg-boss started, queues from the template. By default every effect
+ * is a job (the engine's mechanism, studied on its own); `inline: true` routes inside the transition as
+ * the service does.
+ */
+export async function startTestEngine(options: { inline?: boolean } = {}): Promise<TestEngine> {
   const db = await createTestDatabase();
   const boss = createBoss(db.url, { max: 10, schedule: false });
   boss.on('error', () => {});
   await boss.start();
-  const engine = createEngine({ pool: db.pool, boss });
+  const engine = createEngine({ pool: db.pool, inline: options.inline ? inlineEffects : {} });
   const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent');
   return {
     db,

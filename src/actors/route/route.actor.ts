@@ -1,9 +1,11 @@
-import type pg from 'pg';
 import { findChannel, type ChannelRow } from '../../channels/channels.repo.js';
 import { findActivePlanByPrice } from '../../channels/plans.repo.js';
 import { decideLegacyOrder, decideRoute, legacyRootPaymentId, matchOrder, reasons, usdPriceOf, type Rejection } from '../../domain/routing.js';
 import type { NpFacts, PaymentEvent } from '../../machines/payment.events.js';
 import type { PaymentView } from '../../machines/payment.view.js';
+import type { PaymentSnapshot } from '../../machines/payment.step.js';
+import type { InlineEffect } from '../../persistence/apply-event.js';
+import type { Queryable } from '../../persistence/transaction.js';
 import { isLegacyOrderId, legacyOrderKey, parseLegacyOrderId } from '../../orders/legacy-order-id.js';
 import { claimOrder, findOrder, insertOrderIfAbsent, type OrderRow } from '../../orders/orders.repo.js';
 import type { EffectActor } from '../effect-actor.js';
@@ -12,7 +14,12 @@ import type { EffectActor } from '../effect-actor.js';
 // order to this payment. The rules (price, repeat deposits, legacy orders, the owner's share, the
 // wording of every rejection) are pure, in src/domain/routing.ts; this file only reads what they need,
 // claims the order atomically and inserts a legacy order. A rejection parks the payment in
-// needs_review with its reason; database trouble throws and the job retries.
+// needs_review with its reason.
+//
+// It needs nothing but our own tables, so it is not a job: the engine runs it inside the transaction
+// that makes the payment confirmed (routeInline), and np.finished, route.done and the invite and
+// payout jobs commit together — one hop, no queue wait. Database trouble fails that whole transition,
+// which its sender retries (an IPN is stored first and re-applied; an operator sees the error).
 //
 // Re-running it for the same payment gives the same answer: the legacy order is insert-if-absent, and
 // the claim succeeds again for the payment that already holds the order. Checks come before the claim,
@@ -29,8 +36,8 @@ type Resolved = { order: OrderRow; channel: ChannelRow } | Rejection;
 
 const reject = (reason: string): PaymentEvent => ({ type: 'route.rejected', reason });
 
-async function readPayment(pool: pg.Pool, paymentId: string): Promise<PaymentFacts> {
-  const { rows } = await pool.query<{ view: PaymentView }>({ name: 'route-read-view', text: 'SELECT view FROM payments WHERE payment_id = $1', values: [paymentId] });
+async function readPayment(db: Queryable, paymentId: string): Promise<PaymentFacts> {
+  const { rows } = await db.query<{ view: PaymentView }>({ name: 'route-read-view', text: 'SELECT view FROM payments WHERE payment_id = $1', values: [paymentId] });
   const view = rows[0]?.view;
   // A route job is enqueued in the transaction that writes the payment, so a missing row is not a state to decide on.
   if (!view) throw new Error(`payment ${paymentId} not found`);
@@ -38,48 +45,62 @@ async function readPayment(pool: pg.Pool, paymentId: string): Promise<PaymentFac
 }
 
 /** A repeat deposit may arrive without order_id; it belongs to its parent's order. */
-async function orderIdOf(pool: pg.Pool, payment: PaymentFacts): Promise<string | null> {
+async function orderIdOf(db: Queryable, payment: PaymentFacts): Promise<string | null> {
   if (payment.orderId) return payment.orderId;
   if (!payment.np.parentPaymentId) return null;
-  const { rows } = await pool.query<{ order_id: string | null }>('SELECT order_id FROM payments WHERE payment_id = $1', [payment.np.parentPaymentId]);
+  const { rows } = await db.query<{ order_id: string | null }>('SELECT order_id FROM payments WHERE payment_id = $1', [payment.np.parentPaymentId]);
   return rows[0]?.order_id ?? null;
 }
 
-async function resolveLegacy(pool: pg.Pool, payment: PaymentFacts, legacyId: string): Promise<Resolved> {
+async function resolveLegacy(db: Queryable, payment: PaymentFacts, legacyId: string): Promise<Resolved> {
   const ref = parseLegacyOrderId(legacyId);
   const orderKey = legacyOrderKey(legacyId, legacyRootPaymentId(payment.paymentId, payment.np.parentPaymentId));
-  const existing = ref ? await findOrder(pool, orderKey) : null;
-  const channel = ref ? await findChannel(pool, ref.openChannelId) : null;
+  const existing = ref ? await findOrder(db, orderKey) : null;
+  const channel = ref ? await findChannel(db, ref.openChannelId) : null;
   const price = channel && !existing ? usdPriceOf(payment.np) : null;
-  const plan = channel && price ? await findActivePlanByPrice(pool, channel.openChannelId, price) : null;
+  const plan = channel && price ? await findActivePlanByPrice(db, channel.openChannelId, price) : null;
   const decision = decideLegacyOrder({ legacyId, ref, orderKey, existing, channel, plan, money: payment.np });
   if (!('insert' in decision)) return decision;
-  return { order: await insertOrderIfAbsent(pool, decision.insert), channel: decision.channel };
+  return { order: await insertOrderIfAbsent(db, decision.insert), channel: decision.channel };
 }
 
-async function resolve(pool: pg.Pool, payment: PaymentFacts): Promise<Resolved> {
-  const orderId = await orderIdOf(pool, payment);
-  if (orderId && isLegacyOrderId(orderId)) return resolveLegacy(pool, payment, orderId);
-  const order = orderId ? await findOrder(pool, orderId) : null;
-  const channel = order ? await findChannel(pool, order.openChannelId) : null;
+async function resolve(db: Queryable, payment: PaymentFacts): Promise<Resolved> {
+  const orderId = await orderIdOf(db, payment);
+  if (orderId && isLegacyOrderId(orderId)) return resolveLegacy(db, payment, orderId);
+  const order = orderId ? await findOrder(db, orderId) : null;
+  const channel = order ? await findChannel(db, order.openChannelId) : null;
   return matchOrder({ orderId, order, channel });
 }
 
-export async function route(pool: pg.Pool, paymentId: string): Promise<PaymentEvent> {
-  const payment = await readPayment(pool, paymentId);
-  const resolved = await resolve(pool, payment);
+/** Routes the payment as it is stored (a route job queued before routing ran inline, and tests). */
+export async function route(db: Queryable, paymentId: string): Promise<PaymentEvent> {
+  return decide(db, await readPayment(db, paymentId));
+}
+
+/**
+ * Routing inside the transaction that makes the payment confirmed (the engine's inline effect): the
+ * facts come from the snapshot being written, so nothing is read back, and the claim commits or rolls
+ * back with the transition itself.
+ */
+export const routeInline: InlineEffect = (tx, snapshot: PaymentSnapshot) =>
+  decide(tx, { paymentId: snapshot.context.paymentId, orderId: snapshot.context.orderId, np: snapshot.context.np });
+
+async function decide(db: Queryable, payment: PaymentFacts): Promise<PaymentEvent> {
+  const resolved = await resolve(db, payment);
   if ('reject' in resolved) return reject(resolved.reject);
   const { order, channel } = resolved;
 
-  const decision = decideRoute({ paymentId, order, channel, money: payment.np });
+  const decision = decideRoute({ paymentId: payment.paymentId, order, channel, money: payment.np });
   if ('reject' in decision) return reject(decision.reject);
 
-  const claim = await claimOrder(pool, order.orderId, paymentId);
+  const claim = await claimOrder(db, order.orderId, payment.paymentId);
   if (!claim.claimed) return reject(reasons.repeatDeposit(order.orderId, claim.grantedPaymentId));
   return { type: 'route.done', route: decision.route };
 }
 
-export function createRouteActor(deps: { pool: pg.Pool }): EffectActor {
+// Routing runs inline (routeInline, wired in src/service.ts); this worker only drains route jobs queued
+// by a version that still routed in a job.
+export function createRouteActor(deps: { pool: Queryable }): EffectActor {
   return {
     effect: 'route',
     perform: (job) => route(deps.pool, job.paymentId),

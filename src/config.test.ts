@@ -31,6 +31,14 @@ describe('configuration', () => {
     }
   });
 
+  it('SUBSCRIPTION_SWEEP_EVERY is checked the same way (every minute by default, the finest pg-boss schedules)', () => {
+    expect(loadConfig({}).SUBSCRIPTION_SWEEP_EVERY).toBe('* * * * *');
+    expect(loadConfig({ SUBSCRIPTION_SWEEP_EVERY: '*/2 * * * *' }).SUBSCRIPTION_SWEEP_EVERY).toBe('*/2 * * * *');
+    for (const bad of ['*/15 * * * * *', 'every 30s', '* * * *']) {
+      expect(() => loadConfig({ SUBSCRIPTION_SWEEP_EVERY: bad }), bad).toThrow(/^ {2}- SUBSCRIPTION_SWEEP_EVERY: expected a 5-field cron expression/m);
+    }
+  });
+
   it('durations share one parser: absurd lengths and bad reminder lists are refused by name', () => {
     expect(loadConfig({ JOB_RETRY_DELAY: '250ms' }).JOB_RETRY_DELAY).toBe(250);
     expect(() => loadConfig({ INVITE_EXPIRE_AFTER: '99999d' })).toThrow(/INVITE_EXPIRE_AFTER: '99999d' is longer than 10 years/);

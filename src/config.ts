@@ -53,6 +53,12 @@ const url = z.url({ protocol: /^https?$/ });
 
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  /**
+   * What this process runs (docs/deploy.md): `all` (HTTP and workers, `npm start`), `web` (the HTTP
+   * surface only: it sends jobs but works none), `worker` (effect workers, schedules, long polling;
+   * HTTP only /health and /metrics). web and worker need DATABASE_URL and real (or shared) providers.
+   */
+  ROLE: z.enum(['all', 'web', 'worker']).default('all'),
   HOST: z.string().default('127.0.0.1'),
   /** Reverse proxies in front of us whose X-Forwarded-For is believed (0 = none). */
   TRUST_PROXY_HOPS: int(0, 0, 10),
@@ -90,6 +96,11 @@ export const configSchema = z.object({
   INVITE_EXPIRE_AFTER: duration('1d'),
   SUBSCRIPTION_REMINDERS: durationList('3d,1d'),
   SUBSCRIPTION_REMOVAL_DRY_RUN: z.stringbool().default(false),
+  /**
+   * How often due reminders and removals are swept (cron). pg-boss files at most one job per schedule
+   * and minute, so every minute is the finest: a removal lands within about a minute of the expiry.
+   */
+  SUBSCRIPTION_SWEEP_EVERY: cron('* * * * *'),
 
   CHANGENOW_API_URL: url.default('https://api.changenow.io/v2'),
   CHANGENOW_API_KEY: optionalText,

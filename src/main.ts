@@ -5,7 +5,8 @@ import { configurationProblems, describeStartFailure } from './runtime.js';
 import { startService, type Service } from './service.js';
 import { printBanner } from './banner.js';
 
-// `npm start`. A start that fails for a reason the operator fixes (configuration, a port in use, the
+// `npm start` (ROLE=all: HTTP and workers in one process; ROLE=web or ROLE=worker run one side, see
+// docs/deploy.md). A start that fails for a reason the operator fixes (configuration, a port in use, the
 // database unreachable, a leftover embedded Postgres that will not stop) ends with ONE line on stderr
 // saying what to change, and exit code 1; only an unexpected error (a bug) adds its stack.
 // Signals: SIGTERM / SIGINT stop taking requests and jobs, finish in-flight work and close everything
@@ -62,8 +63,11 @@ try {
   fail(error, config);
 }
 const address = service.app.server.address();
-log.info({ url: `http://${config.HOST}:${address && typeof address === 'object' ? address.port : config.PORT}` }, 'TelePay Engine is up');
-printBanner(config, service, log);
+const url = `http://${config.HOST}:${address && typeof address === 'object' ? address.port : config.PORT}`;
+log.info({ url, role: config.ROLE }, 'TelePay Engine is up');
+// ROLE=worker serves no public surface: one line says what it runs and where its probes are (docs/deploy.md).
+if (config.ROLE === 'worker') log.info({ health: `${url}/health/ready`, metrics: `${url}/metrics` }, 'worker: effect workers, schedules and supervision running; HTTP serves only health and metrics');
+else printBanner(config, service, log);
 
 // Signals are ours (above); close-with-grace handles uncaught errors and runs the close with its grace period.
 const grace = { delay: config.SHUTDOWN_GRACE, skip: ['SIGINT', 'SIGTERM'] as ['SIGINT', 'SIGTERM'], logger: false as const };

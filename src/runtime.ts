@@ -72,6 +72,24 @@ export function startupProblems(config: Config): StartupProblem[] {
       `${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} required to pay channel owners (ChangeNow swaps sent by the host wallet); set ${missing.length < 3 ? 'all three' : 'them'}, or none of them outside production for the sandbox.`,
     );
   }
+  // Split roles (docs/deploy.md) run beside other instances: they must share the database and the
+  // providers. The embedded Postgres and the sandbox fakes live inside one process, so a web instance
+  // would store payments no worker sees, and a worker would "send" invites to a fake no one reads.
+  if (config.ROLE !== undefined && config.ROLE !== 'all') {
+    if (!config.DATABASE_URL) {
+      add(['ROLE', 'DATABASE_URL'], `ROLE=${config.ROLE} needs DATABASE_URL: web and worker instances share one Postgres (the embedded one belongs to a single process); or run ROLE=all.`);
+    }
+    const fakes: string[] = [];
+    if (sandbox) fakes.push('NOWPAYMENTS_API_KEY and NOWPAYMENTS_IPN_SECRET');
+    if (!config.TELEGRAM_BOT_TOKEN) fakes.push('TELEGRAM_BOT_TOKEN');
+    if (missing.length === 3) fakes.push('CHANGENOW_API_KEY, ETH_RPC_URL and HOST_WALLET_PRIVATE_KEY');
+    if (fakes.length > 0) {
+      add(
+        ['ROLE', ...fakes.flatMap((f) => f.split(/, | and /))],
+        `ROLE=${config.ROLE} cannot use the in-process sandbox fakes (each would belong to this process alone): set ${fakes.join('; ')} (the *_URL settings may point at shared stand-ins); or run ROLE=all.`,
+      );
+    }
+  }
   return problems;
 }
 

@@ -8,6 +8,7 @@ import { batchQueues, resumeParkedBatch, startBatchWorkers } from './actors/payo
 import { startActors, startDeadLetterWorker } from './actors/runner.js';
 import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
+import { buildHealthApp } from './http/health-app.js';
 import { IPN_PATH } from './http/routes/ipn.route.js';
 import { createIpnService, type IpnService } from './intake/ipn.service.js';
 import { RECONCILE_QUEUE, startReconcileJob } from './intake/reconcile.job.js';
@@ -46,7 +47,7 @@ import { replyFailed, startUpdates } from './telegram/updates.js';
 export interface ServiceOptions {
   /** Effects whose actor runs in this process (default: all). Tests that study one stage run only its actor. */
   effects?: readonly EffectName[];
-  /** Replace an effect's actor (tests that need a slow or failing one). */
+  /** Replace an effect's actor (tests that need a slow or failing one); an inline effect replaced so runs as a job. */
   actors?: Partial<Record<EffectName, EffectActor>>;
   /** Provider clients to use instead of the ones the configuration would build (tests). */
   nowPayments?: NowPaymentsClient | null;
@@ -162,7 +163,11 @@ export async function startService(config: Config, log: Logger, options: Service
     stops.add(async () => wallet.close());
     // The sandbox chain mines a block per transaction and nothing else: one confirmation is all it will ever show.
     const payouts = createPayoutExecutor({ pool: db.pool, changeNow, wallet, confirmations: sandboxPayouts ? 1 : config.PAYOUT_CONFIRMATIONS, log: log.child({ module: 'payouts' }) });
-    const boss = createBoss(db.url, { max: 10, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000 });
+    // ROLE (docs/deploy.md): `web` serves HTTP and sends jobs (in its transactions) but works none, so it
+    // runs no cron schedules and no supervisor; `worker` works the queues and serves only health and metrics.
+    const servesHttp = config.ROLE !== 'worker';
+    const runsWorkers = config.ROLE !== 'web';
+    const boss = createBoss(db.url, { max: 10, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000, schedule: runsWorkers, supervise: runsWorkers });
     boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
     await boss.start();
     stops.add(() => boss.stop({ graceful: true, close: true, timeout: config.SHUTDOWN_GRACE }));
@@ -172,7 +177,9 @@ export async function startService(config: Config, log: Logger, options: Service
       ...subscriptionQueues,
       ...batchQueues(config.PAYOUT_SETTLE_RETRY_LIMIT),
     });
-    const engine = createEngine({ pool: db.pool, inline: inlineEffects });
+    // Routing runs inside the confirming transaction; a test that replaces its actor (slow, failing) gets it as a job.
+    const inline = Object.fromEntries(Object.entries(inlineEffects).filter(([effect]) => !options.actors?.[effect as EffectName]));
+    const engine = createEngine({ pool: db.pool, inline });
     // One LISTEN connection on journal inserts, for the operators' live pages; closed after HTTP stops.
     const journalFeed = startJournalFeed({ connectionString: db.url, log: log.child({ module: 'journal-feed' }) });
     stops.add(() => journalFeed.close());
@@ -203,23 +210,26 @@ export async function startService(config: Config, log: Logger, options: Service
     const actors = { ...createActors({ pool, boss, log, config, telegram: bot.api, remindersMs, payouts }), ...options.actors };
     const running = (options.effects ?? EFFECTS).flatMap((effect) => actors[effect] ?? []);
     const runnerDeps = { boss, pool, engine, log, config };
-    await startActors(runnerDeps, running);
-    await startDeadLetterWorker(runnerDeps);
-    stops.add(
-      await startReconcileJob(boss, config.RECONCILE_EVERY, {
-        pool,
-        engine,
-        ipn,
-        log: log.child({ module: 'reconcile' }),
-        nowPayments: nowPayments ?? undefined,
-        olderThanMs: config.RECONCILE_AFTER,
-      }),
-    );
-    stops.add(await startBatchWorkers({ pool, boss, engine, changeNow, payouts, log: log.child({ module: 'batches' }) }, config.PAYOUT_SWEEP_EVERY));
-    stops.add(await startSubscriptionWorkers({ pool, boss, api: bot.api, log, remindersMs, dryRun: config.SUBSCRIPTION_REMOVAL_DRY_RUN }));
+    if (runsWorkers) await startActors(runnerDeps, running);
+    if (runsWorkers) await startDeadLetterWorker(runnerDeps);
+    if (runsWorkers) {
+      stops.add(
+        await startReconcileJob(boss, config.RECONCILE_EVERY, {
+          pool,
+          engine,
+          ipn,
+          log: log.child({ module: 'reconcile' }),
+          nowPayments: nowPayments ?? undefined,
+          olderThanMs: config.RECONCILE_AFTER,
+        }),
+      );
+    }
+    if (runsWorkers) stops.add(await startBatchWorkers({ pool, boss, engine, changeNow, payouts, log: log.child({ module: 'batches' }) }, config.PAYOUT_SWEEP_EVERY));
+    if (runsWorkers) stops.add(await startSubscriptionWorkers({ pool, boss, api: bot.api, log, remindersMs, dryRun: config.SUBSCRIPTION_REMOVAL_DRY_RUN, sweepEvery: config.SUBSCRIPTION_SWEEP_EVERY }));
 
     // HTTP, last: nothing is served before everything it needs runs; on close it is the first to stop.
-    const app = await buildApp({
+    // A worker listens too, for its probes and the scraper only (src/http/health-app.ts).
+    const app = !servesHttp ? await buildHealthApp({ config, pool, boss, log }) : await buildApp({
       config,
       pool,
       boss,
@@ -261,7 +271,9 @@ export async function startService(config: Config, log: Logger, options: Service
     });
     // Updates need our public URL (webhook registration), so they start once we listen; polling stops before HTTP.
     listeningUrl = await app.listen({ host: config.HOST, port: config.PORT });
-    const stopUpdates = await startUpdates(bot, config, runtime.publicBaseUrl, log);
+    // The webhook is registered by whoever serves it; long polling is a worker's job (one poller per bot).
+    const receivesUpdates = config.TELEGRAM_UPDATES === 'webhook' ? servesHttp : runsWorkers;
+    const stopUpdates = receivesUpdates ? await startUpdates(bot, config, runtime.publicBaseUrl, log) : async () => {};
     stops.add(async () => {
       await app.close();
       await stopUpdates();

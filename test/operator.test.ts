@@ -5,10 +5,10 @@ import { BATCH_DEAD_LETTER_QUEUE } from '../src/operator/dead-letters.repo.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../src/persistence/queues.js';
 import { jobsFor, journalOf, paymentRow } from './support/engine.js';
-import { seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
+import { routeNotRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
 
-// The operator surface over a real service (no effect workers, so every payment stays where a test puts
-// it; the dead-letter worker runs). needs_review and underpaid are stuck at once (0s); other states
+// The operator surface over a real service (no effect workers and routing as an unworked job, so every
+// payment stays where a test puts it; the dead-letter worker runs). needs_review and underpaid are stuck at once (0s); other states
 // only after an hour, so a payment in them is never listed here.
 
 const token = 'operator-token-'.padEnd(32, 'x');
@@ -16,7 +16,7 @@ const auth = { authorization: `Bearer ${token}` };
 let h: IntakeHarness;
 
 beforeAll(async () => {
-  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s,accumulated=never' });
+  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s,accumulated=never' }, { effects: [], actors: { route: routeNotRun } });
 });
 afterAll(async () => {
   await h?.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { EXPIRY_QUEUE, REMINDER_QUEUE, grantAndSchedule, grantAndScheduleIn } from '../src/telegram/subscriptions.service.js';
+import { EXPIRY_QUEUE, REMINDER_QUEUE, grantAndSchedule, grantAndScheduleIn, sweepSubscriptions } from '../src/telegram/subscriptions.service.js';
 import type { TestDatabase } from './support/database.js';
 import { buttonUrl, callsTo, ids, paidOrderFixture, payAndRoute, seedChannel, seedOrder, startTelegramTest, waitForAccess, type TelegramTest } from './telegram-fixtures.js';
 
@@ -86,6 +86,19 @@ async function runJob(queue: string, data: object) {
   );
 }
 
+/** The subscription's timers (migrations/016): the reminder columns and the expiry they were armed for. */
+async function timersOf(subscriptionId: string) {
+  const { rows } = await db().pool.query<{ expires_at: Date; reminders_for: Date | null; next_reminder_at: Date | null }>(
+    `SELECT expires_at, reminders_for, next_reminder_at FROM subscriptions WHERE subscription_id = $1`,
+    [subscriptionId],
+  );
+  return rows[0]!;
+}
+
+/** One run of the subscription sweep, as the scheduled job runs it. */
+const sweep = () =>
+  sweepSubscriptions({ pool: db().pool, boss: t.svc.service.boss, api: t.svc.service.bot.api, log: t.svc.service.log, remindersMs: [3 * DAY, DAY], dryRun: false });
+
 async function jobsFor(queue: string, subscriptionId: string) {
   const { rows } = await db().pool.query<{ expires: string; before: string | null }>(
     `SELECT data->>'expiresAt' AS expires, data->>'beforeMs' AS before FROM pgboss.job WHERE name = $1 AND data->>'subscriptionId' = $2`,
@@ -95,7 +108,7 @@ async function jobsFor(queue: string, subscriptionId: string) {
 }
 
 describe('grant', () => {
-  it('lets a buyer without a subscription in: creates it, records who and why, schedules expiry and reminders, and DMs a single-use link', async () => {
+  it('lets a buyer without a subscription in: creates it, records who and why, arms expiry and reminders, and DMs a single-use link', async () => {
     const i = ids();
     await seedChannel(db(), i);
     const before = Date.now();
@@ -112,8 +125,12 @@ describe('grant', () => {
     expect(adj).toMatchObject({ action: 'grant', duration_ms: String(30 * DAY), adjusted_by: 'alice', reason: 'paid by bank transfer', expires_before: null });
     expect(adj!.created_at).toBeInstanceOf(Date);
 
-    expect(await jobsFor(EXPIRY_QUEUE, sub.id)).toEqual([{ expires: sub.expires_at.toISOString(), before: null }]);
-    expect((await jobsFor(REMINDER_QUEUE, sub.id)).map((j) => Number(j.before)).sort((a, b) => a - b)).toEqual([DAY, 3 * DAY]);
+    // Armed on the row in the grant's transaction (the sweep acts on them); no job per subscription.
+    const timers = await timersOf(sub.id);
+    expect(timers.reminders_for).toEqual(sub.expires_at);
+    expect(sub.expires_at.getTime() - timers.next_reminder_at!.getTime()).toBe(3 * DAY);
+    expect(await jobsFor(EXPIRY_QUEUE, sub.id)).toEqual([]);
+    expect(await jobsFor(REMINDER_QUEUE, sub.id)).toEqual([]);
 
     // The buyer was never in the channel: a single-use link, by DM, and it works.
     expect(body.invite).toMatchObject({ dm: 'sent' });
@@ -154,7 +171,7 @@ describe('grant', () => {
 });
 
 describe('extend', () => {
-  it('adds the duration to the current expiry; the expiry job of the old expiry then keeps the member', async () => {
+  it('adds the duration to the current expiry and re-arms its timers; a job queued for the old expiry then keeps the member', async () => {
     const o = await member();
     const sub = (await subscriptionOf(o.buyer, o.openChannelId))!;
     const res = await change(o.openChannelId, o.buyer, { action: 'extend', duration: '12h', by: 'bob', reason: 'outage compensation' });
@@ -162,11 +179,13 @@ describe('extend', () => {
     const after = (await subscriptionOf(o.buyer, o.openChannelId))!;
     expect(after.expires_at.getTime() - sub.expires_at.getTime()).toBe(12 * 3_600_000);
     expect(res.json().adjustment).toMatchObject({ action: 'extend', duration: '12h', expires_before: sub.expires_at.toISOString(), expires_after: after.expires_at.toISOString() });
-    expect((await jobsFor(EXPIRY_QUEUE, sub.id)).map((j) => j.expires)).toContain(after.expires_at.toISOString());
+    expect((await timersOf(sub.id)).reminders_for).toEqual(after.expires_at);
     expect(res.json().invite).toBeUndefined();
 
-    // The job scheduled for the old expiry runs (as if that moment had come early): it reads the current expiry and keeps them.
+    // A legacy expiry job (queued before migration 016) for the old expiry runs (as if that moment had
+    // come early): it reads the current expiry and keeps them. So does a sweep.
     await runJob(EXPIRY_QUEUE, { subscriptionId: sub.id, expiresAt: sub.expires_at.toISOString() });
+    await sweep();
     expect(isMember(o)).toBe(true);
     expect(callsTo(t.tg, 'banChatMember', o.closedChannelId)).toHaveLength(0);
   });
@@ -258,14 +277,15 @@ describe('revoke', () => {
     expect(isMember(o)).toBe(true);
   });
 
-  it('when Telegram refuses the removal, answers "pending" and the scheduled expiry job finishes it', async () => {
+  it('when Telegram refuses the removal, answers "pending" and the subscription sweep finishes it', async () => {
     const o = await member();
-    // Both the request's attempt and the job's first run (whichever comes first) are refused.
-    t.tg.failNext('banChatMember', { kind: '400', description: 'Bad Request: not enough rights to restrict/ban chat member' }, 2);
+    t.tg.failNext('banChatMember', { kind: '400', description: 'Bad Request: not enough rights to restrict/ban chat member' });
     const res = await change(o.openChannelId, o.buyer, { action: 'revoke', by: 'carol', reason: 'chargeback' });
     expect(res.statusCode).toBe(200);
     expect(res.json().removal).toMatchObject({ outcome: 'pending', error: expect.stringMatching(/not enough rights/) });
-    await vi.waitFor(async () => expect((await subscriptionOf(o.buyer, o.openChannelId))!.removed_at).toBeInstanceOf(Date), { timeout: 25_000, interval: 100 });
+    // The revoke ended the subscription: its next sweep (every SUBSCRIPTION_SWEEP_EVERY) removes the member.
+    await sweep();
+    expect((await subscriptionOf(o.buyer, o.openChannelId))!.removed_at).toBeInstanceOf(Date);
     expect(isMember(o)).toBe(false);
   });
 

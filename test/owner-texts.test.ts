@@ -2,7 +2,7 @@ import type { Update } from 'grammy/types';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { renderText, storedTexts, textRuleProblem, TEXT_RULES } from '../src/channels/owner-texts.js';
 import { formatDate, inviteText } from '../src/telegram/messages.js';
-import { REMINDER_QUEUE } from '../src/telegram/subscriptions.service.js';
+import { SWEEP_QUEUE } from '../src/telegram/subscriptions.service.js';
 import { callsTo, ids, payAndRoute, seedOrder, startTelegramTest, waitForAccess, type TelegramTest } from './telegram-fixtures.js';
 
 // Per-channel texts of the bot's messages: checked when saved (known keys, lengths, placeholders, no
@@ -135,13 +135,17 @@ describe('texts through the admin API and the bot', () => {
     await payAndRoute(t.svc.service.engine, o.paymentId, o);
     const access = await waitForAccess(t.svc.db, o.paymentId, ['invited']);
     t.tg.simulateJoin(Number(o.closedChannelId), Number(o.buyer), access.link!);
+    // As if 27 of the 30 days had passed: the 3-day reminder is due; the subscription sweep sends it.
     const { rows } = await t.svc.db.pool.query<{ id: string; expires_at: Date }>(
-      'SELECT subscription_id::text AS id, expires_at FROM subscriptions WHERE buyer_telegram_id = $1 AND open_channel_id = $2',
+      `UPDATE subscriptions SET expires_at = x.e, reminders_for = x.e, next_reminder_at = x.e - interval '3 days'
+         FROM (SELECT date_trunc('milliseconds', now() - interval '1 second') + interval '3 days' AS e) x
+        WHERE buyer_telegram_id = $1 AND open_channel_id = $2 RETURNING subscription_id::text AS id, expires_at`,
       [o.buyer, o.openChannelId],
     );
     const sub = rows[0]!;
 
-    const jobId = await t.svc.service.boss.send(REMINDER_QUEUE, { subscriptionId: sub.id, expiresAt: sub.expires_at.toISOString(), beforeMs: 86_400_000 });
+    const jobId = await t.svc.service.boss.send(SWEEP_QUEUE, {});
+    expect(jobId).toBeTruthy();
     await vi.waitFor(async () => expect((await t.svc.db.pool.query('SELECT state FROM pgboss.job WHERE id = $1', [jobId])).rows[0]?.state).toBe('completed'), {
       timeout: 15_000,
       interval: 50,

@@ -193,26 +193,25 @@ describe('invite actor', () => {
     expect(callsTo(t.tg, 'sendMessage', o.buyer, false)).toHaveLength(0);
   });
 
-  it('grants the subscription once and schedules its expiry and reminders', async () => {
+  it('grants the subscription once and arms its expiry and reminders on the row, enqueuing no job', async () => {
     const o = await paidOrderFixture(t.svc.db, { durationDays: 30 });
     await payAndRoute(t.svc.service.engine, o.paymentId, o);
     await waitForAccess(t.svc.db, o.paymentId, ['invited']);
     const { rows } = await t.svc.db.pool.query(
-      `SELECT s.subscription_id, s.expires_at, g.starts_at FROM subscriptions s JOIN subscription_grants g USING (subscription_id) WHERE g.order_id = $1`,
+      `SELECT s.subscription_id, s.expires_at, s.reminders_for, s.next_reminder_at, g.starts_at FROM subscriptions s JOIN subscription_grants g USING (subscription_id) WHERE g.order_id = $1`,
       [o.orderId],
     );
     expect(rows).toHaveLength(1);
     const expires = (rows[0].expires_at as Date).getTime();
     expect(expires - (rows[0].starts_at as Date).getTime()).toBe(30 * 86_400_000);
-    const jobs = await t.svc.db.pool.query<{ name: string; start_after: Date }>(
-      `SELECT name, start_after FROM pgboss.job WHERE data->>'subscriptionId' = $1 ORDER BY start_after`,
-      [String(rows[0].subscription_id)],
-    );
-    expect(jobs.rows.map((j) => [j.name, expires - j.start_after.getTime()])).toEqual([
-      [REMINDER_QUEUE, 3 * 86_400_000],
-      [REMINDER_QUEUE, 86_400_000],
-      [EXPIRY_QUEUE, 0],
+    // The timers are columns (the subscription sweep acts on them): the 3-day reminder first, for this expiry.
+    expect((rows[0].reminders_for as Date).getTime()).toBe(expires);
+    expect(expires - (rows[0].next_reminder_at as Date).getTime()).toBe(3 * 86_400_000);
+    const jobs = await t.svc.db.pool.query(`SELECT name FROM pgboss.job WHERE name = ANY($1::text[]) AND data->>'subscriptionId' = $2`, [
+      [REMINDER_QUEUE, EXPIRY_QUEUE],
+      String(rows[0].subscription_id),
     ]);
+    expect(jobs.rows).toEqual([]);
   });
 });
 

@@ -16,10 +16,9 @@ export interface AccessTarget {
   plan: CatalogPlan | null;
 }
 
-/** What the invite effect needs, in one round trip: the payment's route, its channel and its plan. */
-export async function accessTargetOf(db: Queryable, paymentId: string): Promise<AccessTarget> {
-  const { rows } = await db.query<{ route: Route | null; channel: CatalogChannel | null; plan: CatalogPlan | null }>(
-    `SELECT p.view->'route' AS route,
+const ACCESS_TARGET = {
+  name: 'invite-access-target',
+  text: `SELECT p.view->'route' AS route,
             CASE WHEN c.open_channel_id IS NULL THEN NULL ELSE json_build_object(
               'openChannelId', c.open_channel_id::text, 'closedChannelId', c.closed_channel_id::text, 'title', c.title, 'texts', c.texts) END AS channel,
             CASE WHEN pl.plan_id IS NULL THEN NULL ELSE json_build_object(
@@ -32,7 +31,13 @@ export async function accessTargetOf(db: Queryable, paymentId: string): Promise<
        -- Plan ids are unique per channel (migration 010): the plan is the route's channel's plan of that id.
        LEFT JOIN plans pl ON pl.open_channel_id = c.open_channel_id AND pl.plan_id = p.view->'route'->>'planId'
       WHERE p.payment_id = $1`,
-    [paymentId],
-  );
+};
+
+/**
+ * What the invite effect needs, in one statement: the payment's route, its channel and its plan. Named
+ * (parsed and planned once per connection); the invite actor reads it inside its claim transaction.
+ */
+export async function accessTargetOf(db: Queryable, paymentId: string): Promise<AccessTarget> {
+  const { rows } = await db.query<AccessTarget>({ ...ACCESS_TARGET, values: [paymentId] });
   return rows[0] ?? { route: null, channel: null, plan: null };
 }

@@ -4,6 +4,9 @@ import type { Queryable } from './invites.repo.js';
 
 // Subscriptions (buyer x channel) and the grants (one per order) that start or extend them. Expiry
 // times are kept to the millisecond so the value a job carries compares equal to the stored one.
+// The timers (migrations/016.do.subscription-timers.sql) are columns of the same row: expires_at for the
+// removal, next_reminder_at / reminders_for for the reminders, armed in the statement (or transaction)
+// that sets the expiry and swept by one scheduled job (src/telegram/subscriptions.service.ts).
 
 export interface Subscription {
   subscriptionId: string;
@@ -12,6 +15,8 @@ export interface Subscription {
   expiresAt: Date;
   removedAt: Date | null;
   removalStartedAt: Date | null;
+  /** The expiry the reminder columns were armed for (null: not armed, e.g. granted before migration 016). */
+  remindersFor: Date | null;
 }
 
 export interface SubscriptionWithChannel extends Subscription {
@@ -38,16 +43,31 @@ export interface Grant {
 
 const SUB = `s.subscription_id::text AS "subscriptionId", s.buyer_telegram_id::text AS "buyerTelegramId",
   s.open_channel_id::text AS "openChannelId", s.expires_at AS "expiresAt", s.removed_at AS "removedAt",
-  s.removal_started_at AS "removalStartedAt"`;
+  s.removal_started_at AS "removalStartedAt", s.reminders_for AS "remindersFor"`;
+
+const MS = `interval '1 millisecond'`;
+
+/**
+ * SQL: the next reminder of a subscription ending at `expiry` — the soonest `expiry - offset` (offsets in
+ * ms, a bigint[] parameter) still ahead of the database's now(), or NULL when none is. reminderTimes'
+ * rule (src/domain/subscription.ts): a reminder whose moment has passed is not sent late.
+ */
+export const nextReminderSql = (expiry: string, offsets: string) =>
+  `(SELECT min(${expiry} - o * ${MS}) FROM unnest(${offsets}::bigint[]) AS o WHERE ${expiry} - o * ${MS} > now())`;
+
+/** SQL assignments arming a subscription's timers for the expiry `expiry`: its reminders from the start, no removal backoff. */
+const armTimersSql = (expiry: string, offsets: string) =>
+  `reminders_for = ${expiry}, next_reminder_at = ${nextReminderSql(expiry, offsets)}, reminder_attempts = 0, removal_attempts = 0, removal_retry_at = NULL`;
 
 /**
  * Starts or extends the buyer's subscription for this order, once. Call inside a transaction: the
  * subscription row is locked, so concurrent grants for the same buyer and channel (or the same order)
  * take turns, and an expiry decision in progress finishes before a renewal lands (or sees it). The
  * period itself is grantPeriod's rule (src/domain/subscription.ts), fed with the expiry read under the
- * lock and the database's clock.
+ * lock and the database's clock. The statement that moves the expiry also arms its timers (reminders at
+ * `remindersMs` before it; the removal is expires_at itself): nothing else is scheduled anywhere.
  */
-export async function grantSubscription(tx: pg.PoolClient, g: GrantInput): Promise<Grant> {
+export async function grantSubscription(tx: pg.PoolClient, g: GrantInput, remindersMs: readonly number[]): Promise<Grant> {
   // Insert-or-touch takes the row lock in one statement (ON CONFLICT DO UPDATE locks the existing row)
   // and answers the expiry as it stands once the lock is ours.
   const { rows: subs } = await tx.query<{ subscriptionId: string; expiresAt: Date; now: Date }>(
@@ -69,22 +89,38 @@ export async function grantSubscription(tx: pg.PoolClient, g: GrantInput): Promi
        VALUES ($2, $1, $3, $4, $5, $6, $7)
        RETURNING subscription_id, starts_at, expires_at
      )
-     UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now()
+     UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now(),
+            ${armTimersSql('granted.expires_at', '$8')}
        FROM granted WHERE s.subscription_id = granted.subscription_id
      RETURNING s.subscription_id::text AS "subscriptionId", granted.starts_at AS "startsAt", granted.expires_at AS "expiresAt"`,
-    [sub.subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays, period.startsAt, period.expiresAt],
+    [sub.subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays, period.startsAt, period.expiresAt, remindersMs],
   );
   return { ...rows[0]!, fresh: true };
 }
 
-export async function lockSubscription(tx: pg.PoolClient, subscriptionId: string): Promise<SubscriptionWithChannel | null> {
+/** Arms a locked subscription's timers for its current expiry (after a manual grant, extension or revoke moved it). */
+export async function armTimers(tx: Queryable, subscriptionId: string, remindersMs: readonly number[]): Promise<void> {
+  await tx.query(`UPDATE subscriptions s SET ${armTimersSql('s.expires_at', '$2')} WHERE subscription_id = $1`, [subscriptionId, remindersMs]);
+}
+
+/**
+ * Locks the subscription FOR UPDATE (the lock grants take). With `skipLocked`, answers 'locked' at once
+ * instead of waiting when someone else holds it (a concurrent sweep, or a renewal in progress).
+ */
+export async function lockSubscription(tx: pg.PoolClient, subscriptionId: string): Promise<SubscriptionWithChannel | null>;
+export async function lockSubscription(tx: pg.PoolClient, subscriptionId: string, options: { skipLocked: true }): Promise<SubscriptionWithChannel | null | 'locked'>;
+export async function lockSubscription(tx: pg.PoolClient, subscriptionId: string, options: { skipLocked?: boolean } = {}): Promise<SubscriptionWithChannel | null | 'locked'> {
   const { rows } = await tx.query<SubscriptionWithChannel>(
     `SELECT ${SUB}, c.closed_channel_id::text AS "closedChannelId", c.title
        FROM subscriptions s JOIN channels c ON c.open_channel_id = s.open_channel_id
-      WHERE s.subscription_id = $1 FOR UPDATE OF s`,
+      WHERE s.subscription_id = $1 FOR UPDATE OF s${options.skipLocked ? ' SKIP LOCKED' : ''}`,
     [subscriptionId],
   );
-  return rows[0] ?? null;
+  if (rows[0]) return rows[0];
+  if (!options.skipLocked) return null;
+  // Nothing answered: either there is no such row, or it is locked.
+  const { rows: exists } = await tx.query('SELECT 1 FROM subscriptions WHERE subscription_id = $1', [subscriptionId]);
+  return exists.length ? 'locked' : null;
 }
 
 export async function findSubscription(db: Queryable, subscriptionId: string): Promise<SubscriptionWithChannel | null> {
@@ -110,9 +146,22 @@ const set = (db: Queryable, subscriptionId: string, assignments: string) =>
   db.query(`UPDATE subscriptions SET ${assignments}, updated_at = now() WHERE subscription_id = $1`, [subscriptionId]);
 
 export const markRemovalStarted = (db: Queryable, id: string) => set(db, id, 'removal_started_at = now()');
-export const clearRemovalStarted = (db: Queryable, id: string) => set(db, id, 'removal_started_at = NULL');
-export const markRemoved = (db: Queryable, id: string) => set(db, id, 'removed_at = now(), removal_started_at = NULL');
-export const markRemovalDryRun = (db: Queryable, id: string) => set(db, id, 'removal_dry_run_at = now()');
+// A removal decided (done, undone, logged) ends its retries.
+const DONE = 'removal_attempts = 0, removal_retry_at = NULL';
+export const clearRemovalStarted = (db: Queryable, id: string) => set(db, id, `removal_started_at = NULL, ${DONE}`);
+export const markRemoved = (db: Queryable, id: string) => set(db, id, `removed_at = now(), removal_started_at = NULL, ${DONE}`);
+export const markRemovalDryRun = (db: Queryable, id: string) => set(db, id, `removal_dry_run_at = now(), ${DONE}`);
+
+/** A removal Telegram refused (or that failed otherwise): the sweep tries again after a backoff, 5 s doubling up to 10 min. */
+export async function markRemovalFailed(db: Queryable, subscriptionId: string): Promise<{ attempts: number; retryAt: Date } | null> {
+  const { rows } = await db.query<{ attempts: number; retryAt: Date }>(
+    `UPDATE subscriptions SET removal_attempts = removal_attempts + 1,
+            removal_retry_at = now() + least(600, 5 * power(2, least(removal_attempts, 10))) * interval '1 second', updated_at = now()
+      WHERE subscription_id = $1 RETURNING removal_attempts AS attempts, removal_retry_at AS "retryAt"`,
+    [subscriptionId],
+  );
+  return rows[0] ?? null;
+}
 
 export interface LockedSubscription extends Subscription {
   /** The database's clock when the lock was taken (the one grants compute with), to the millisecond. */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { EffectActor } from '../../src/actors/effect-actor.js';
 import { IPN_PATH } from '../../src/http/routes/ipn.route.js';
 import { createNowPaymentsClient } from '../../src/nowpayments/client.js';
 import { signStatusToken } from '../../src/orders/status-token.js';
@@ -17,6 +18,12 @@ export interface IntakeHarness {
   webhook: string;
   close(): Promise<void>;
 }
+
+/**
+ * Routing as a queued job that no worker takes: with it a payment stays where a test puts it (confirmed
+ * after np.finished), where the service would otherwise route inside the confirming transaction.
+ */
+export const routeNotRun: EffectActor = { effect: 'route', perform: () => Promise.reject(new Error('routing is not run in this test')) };
 
 /** The service with no effect actors running (intake alone), pointed at a fake NowPayments with known credentials (not the sandbox). */
 export async function startIntake(env: Record<string, string> = {}, options: ServiceOptions = { effects: [] }): Promise<IntakeHarness> {

@@ -25,6 +25,9 @@ export async function startTestService(env: Record<string, string> = {}, options
     JOB_RETRY_DELAY: '1s',
     JOB_RETRY_DELAY_MAX: '2s',
     JOB_RETRY_LIMIT: '3',
+    // The subscription sweep runs when a test says so (sweepSubscriptions, or a job on its queue), not
+    // every minute behind its back: tests move expiries into the past and look at what follows.
+    SUBSCRIPTION_SWEEP_EVERY: '0 0 1 1 *',
     ...env,
     DATABASE_URL: db.url,
   });

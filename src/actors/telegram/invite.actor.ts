@@ -8,9 +8,7 @@ import {
   beginLinkAttempt,
   claimInvite,
   clearSendAttempt,
-  dropLink,
   leaseOwner,
-  markExtended,
   markSendAttempted,
   markSent,
   markUndeliverable,
@@ -20,6 +18,7 @@ import {
   takeInviteAttempt,
   type Invite,
   type LinkAttempt,
+  type SendRecord,
 } from '../../telegram/invites.repo.js';
 import { openChannelKeyboard } from '../../telegram/keyboards.js';
 import { inTransaction } from '../../persistence/transaction.js';
@@ -57,9 +56,38 @@ import type { EffectActor, EffectContext } from '../effect-actor.js';
 // Fencing: the lease owner is "<job id>#<retry count>". A later attempt of the same job takes over at
 // once (fast recovery after a crash); every write on the invite's behalf is conditional on the owner,
 // so an earlier attempt that was still alive (a heartbeat lost, not a crash) stops (LeaseLost) instead
-// of sending a second DM.
+// of sending a second DM. The outcome of a send (sent, undeliverable) is a fact and is recorded
+// whoever holds the lease; it ends only this run's lease.
 // Single use: member_limit 1 plus an expire_date, and join tracking revokes the link once the buyer
 // joined (and removes anyone else who used it).
+//
+// Writes: one committed write before each Bot API call that changes something, and one for the
+// outcome, no more. A first invite costs four transactions (three when INVITE_EXPIRE_AFTER is within
+// the pending lifetime), down from seven; test/telegram-invite-writes.test.ts counts them. Which records share a write, and why each pair is still at-most-once:
+//   1. read + grant + claim + attempt (one transaction; the claim and the attempt are one statement):
+//      the route/channel/plan read, the grant, the lease and, when the claimed row has no link and no
+//      newer invite attempt is to start first, the record of the createChatInviteLink made next. The
+//      rule is "the attempt is committed before the call": it is, and the call follows the commit with
+//      no other step between (startAttempt, the only step that could, runs only when the claim did not
+//      record). The attempt is recorded only if the lease was won, under the same row lock: a job that
+//      loses the claim records nothing. A crash after this commit and before the call leaves the
+//      attempt pending, which the next attempt counts lost: an over-count of orphans, never an unowned
+//      link that is not counted. Later creations (a 429 retry, a replacement) record their attempt in a
+//      statement of their own right before their call; a replacement forgets the old link (already
+//      revoked at Telegram) in that same statement.
+//   2. store the link: alone, committed before editChatInviteLink, so a link that is extended (made to
+//      live long) is always one the order owns; before it is stored it can only be a short-lived orphan.
+//   3. extended + send attempted (one statement): the edit's result (the new expiry) and the mark before
+//      sendMessage. Nothing happens between those two writes (no Bot API call, no read by anyone that
+//      acts on the link: the link reaches the buyer only through sendMessage and invite.sent), so the
+//      only state the fold removes is "extended, not send attempted", which a crash after the edit now
+//      leaves as "stored, not extended": the retry extends the same link again (editChatInviteLink is
+//      idempotent) or, if it is near its short expiry, revokes it for certain and replaces it. Sending
+//      is still preceded by a committed "send attempted", so at most one DM. When INVITE_EXPIRE_AFTER is
+//      within PENDING_LINK_LIFETIME_MS the link is created with its full lifetime and never extended:
+//      then 2 and 3 are one write (store + send attempted), committed before sendMessage; a crash before
+//      it leaves a link no longer-lived than an orphan of the short-lived path, counted lost.
+//   4. sent + lease ended (one statement); "undeliverable" likewise ends the lease in its own write.
 
 export interface InviteActorDeps {
   pool: pg.Pool;
@@ -83,17 +111,6 @@ export const RATE_LIMIT_MAX_WAIT_S = 30;
 const sent = (inviteLink: string): PaymentEvent => ({ type: 'invite.sent', inviteLink });
 const undeliverable = (inviteLink: string, reason: string): PaymentEvent => ({ type: 'invite.undeliverable', inviteLink, reason });
 const failed = (reason: string): PaymentEvent => ({ type: 'invite.failed', reason });
-
-/**
- * The link's name at Telegram (at most 32 characters): the order and the attempt, e.g.
- * "ord_4x…#2", so an operator can find every link an order made in the channel's settings.
- */
-export function linkName(orderId: string, attempt: number): string {
-  const suffix = `#${attempt}`;
-  const room = 32 - suffix.length;
-  const core = orderId.length <= room ? orderId : orderId.replace(/^ord_/, '').slice(0, room);
-  return `${core}${suffix}`;
-}
 
 /** Resolves after ms, or rejects when the job is aborted (shutdown, or pg-boss saw its claim go). */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -136,6 +153,16 @@ interface Run {
   owner: string;
   signal: AbortSignal;
   log: Logger;
+  /** The createChatInviteLink the claim recorded (a new invite): the first creation uses it, later ones record their own. */
+  recorded: LinkAttempt | null;
+  /** The write that recorded the outcome (sent, undeliverable) also ended this run's lease. */
+  released: boolean;
+}
+
+/** The link to send, and what about it is still to be written with the "send attempted" mark (SendRecord). */
+interface Ready {
+  link: string;
+  record: SendRecord;
 }
 
 export function createInviteActor(deps: InviteActorDeps): EffectActor {
@@ -145,6 +172,9 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
   const minRemainingMs = Math.min(deps.inviteExpireAfterMs / 2, 3_600_000);
   // Links are created short-lived and extended once stored, unless the full lifetime is short anyway.
   const shortLived = deps.inviteExpireAfterMs > PENDING_LINK_LIFETIME_MS;
+  const createLifetimeMs = shortLived ? PENDING_LINK_LIFETIME_MS : deps.inviteExpireAfterMs;
+  // Whole seconds: what Telegram is asked for is exactly what is recorded.
+  const expiryIn = (ms: number) => new Date(Math.floor((Date.now() + ms) / 1000) * 1000);
 
   /**
    * Makes a Bot API call; a 429 is a definite "not done": `refused` records that first, then the
@@ -166,38 +196,42 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
     }
   }
 
-  async function createLink(run: Run): Promise<{ link: string; name: string } | PaymentEvent> {
+  /**
+   * A new link, its attempt recorded before the call. Short-lived links are stored at once (before they
+   * are extended); a link created with its full lifetime is returned unstored: the caller stores it with
+   * the "send attempted" mark, before sendMessage.
+   */
+  async function createLink(run: Run): Promise<{ link: string; attempt: LinkAttempt; stored: boolean } | PaymentEvent> {
     const { invite } = run;
-    if (invite.inviteLink) {
-      // Expired, revoked, or gone before it was sent: revoke it for certain, then replace it.
-      if (!invite.revokedAt) {
-        await api.revokeChatInviteLink(Number(invite.chatId), invite.inviteLink).catch((error: unknown) => {
-          if (!isLinkGone(error)) throw error;
-        });
-      }
-      await dropLink(pool, invite.orderId);
-      run.log.info('stored invite link expired or was revoked before it was sent; replacing it');
+    // Expired, revoked, or gone before it was sent: revoke it for certain, then replace it.
+    let replacing = Boolean(invite.inviteLink);
+    if (replacing && !invite.revokedAt) {
+      await api.revokeChatInviteLink(Number(invite.chatId), invite.inviteLink!).catch((error: unknown) => {
+        if (!isLinkGone(error)) throw error;
+      });
     }
-    const lifetimeMs = shortLived ? PENDING_LINK_LIFETIME_MS : deps.inviteExpireAfterMs;
+    if (replacing) run.log.info('stored invite link expired or was revoked before it was sent; replacing it');
     let attempt: LinkAttempt | null = null;
     try {
       const { value: link, p } = await withRateLimit(run, {
         before: async () => {
-          attempt = await beginLinkAttempt(pool, {
-            orderId: invite.orderId,
-            owner: run.owner,
-            name: (n) => linkName(invite.orderId, n),
-            // Whole seconds: what Telegram is asked for is exactly what is recorded.
-            expireDate: new Date(Math.floor((Date.now() + lifetimeMs) / 1000) * 1000),
-          });
+          if (run.recorded) {
+            // Recorded (committed) with the claim, right before this first call.
+            attempt = run.recorded;
+            run.recorded = null;
+          } else {
+            // The old link is forgotten in the same write that records this attempt (after its revoke).
+            attempt = await beginLinkAttempt(pool, { orderId: invite.orderId, owner: run.owner, expireDate: expiryIn(createLifetimeMs), replacing });
+            replacing = false;
+          }
           return attempt;
         },
         call: (a) =>
           api.createChatInviteLink(Number(invite.chatId), { name: a.name, member_limit: 1, expire_date: Math.floor(a.expireDate.getTime() / 1000) }),
         refused: (a) => resolveLinkAttempt(pool, a, 'refused'),
       });
-      await saveLink(pool, run.owner, p, link.invite_link, !shortLived);
-      return { link: link.invite_link, name: p.name };
+      if (shortLived) await saveLink(pool, run.owner, p, link.invite_link, false);
+      return { link: link.invite_link, attempt: p, stored: shortLived };
     } catch (error) {
       const failure = classifyTelegramError(error);
       const current = attempt as LinkAttempt | null;
@@ -209,12 +243,15 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
     }
   }
 
-  /** Gives the stored link its full lifetime. 'gone': Telegram no longer knows it (expired, revoked). */
-  async function extendLink(run: Run, link: string, name: string | null): Promise<string | PaymentEvent | 'gone'> {
+  /**
+   * Gives the stored link its full lifetime; the new expiry is recorded with the "send attempted" mark
+   * that follows. 'gone': Telegram no longer knows it (expired, revoked).
+   */
+  async function extendLink(run: Run, link: string, name: string | null): Promise<Ready | PaymentEvent | 'gone'> {
     const { invite } = run;
     try {
       const { p: expireDate } = await withRateLimit(run, {
-        before: async () => new Date(Math.floor((Date.now() + deps.inviteExpireAfterMs) / 1000) * 1000),
+        before: async () => expiryIn(deps.inviteExpireAfterMs),
         // editChatInviteLink resets what it is not given: name and member limit go again.
         call: (at) =>
           api.editChatInviteLink(Number(invite.chatId), link, {
@@ -223,8 +260,7 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
             expire_date: Math.floor(at.getTime() / 1000),
           }),
       });
-      await markExtended(pool, invite.orderId, run.owner, expireDate);
-      return link;
+      return { link, record: { kind: 'extended', expireDate } };
     } catch (error) {
       if (isLinkGone(error)) return 'gone';
       const failure = classifyTelegramError(error);
@@ -236,11 +272,11 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
   }
 
   /** The link to send: the stored one when it is ours for long enough, else extended, else a new one. */
-  async function linkToSend(run: Run): Promise<string | PaymentEvent> {
+  async function linkToSend(run: Run): Promise<Ready | PaymentEvent> {
     const { invite } = run;
     const remaining = invite.expireDate ? invite.expireDate.getTime() - Date.now() : -1;
     if (invite.inviteLink && !invite.revokedAt) {
-      if (invite.extendedAt && remaining >= minRemainingMs) return invite.inviteLink;
+      if (invite.extendedAt && remaining >= minRemainingMs) return { link: invite.inviteLink, record: { kind: 'none' } };
       if (!invite.extendedAt && remaining >= EXTEND_MARGIN_MS) {
         const extended = await extendLink(run, invite.inviteLink, invite.linkName);
         if (extended !== 'gone') return extended;
@@ -248,10 +284,16 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
     }
     const created = await createLink(run);
     if ('type' in created) return created;
-    if (!shortLived) return created.link;
-    const extended = await extendLink(run, created.link, created.name);
+    if (!created.stored) return { link: created.link, record: { kind: 'stored', attempt: created.attempt, link: created.link } };
+    const extended = await extendLink(run, created.link, created.attempt.name);
     if (extended === 'gone') throw new Error(`the invite link just created for order ${invite.orderId} is already gone at Telegram; retrying`);
     return extended;
+  }
+
+  async function undeliverableAfter(run: Run, link: string, reason: string): Promise<PaymentEvent> {
+    await markUndeliverable(pool, run.invite.orderId, reason, run.owner);
+    run.released = true;
+    return undeliverable(link, reason);
   }
 
   async function deliver(run: Run, text: string): Promise<PaymentEvent> {
@@ -260,46 +302,45 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
     if (invite.inviteLink && invite.undeliverableReason) return undeliverable(invite.inviteLink, invite.undeliverableReason);
     if (invite.inviteLink && invite.sendAttemptedAt) {
       const reason = 'delivery unconfirmed: an earlier attempt asked Telegram to send the invite and got no answer; not sent again to avoid a duplicate (the success page shows the link)';
-      await markUndeliverable(pool, invite.orderId, reason);
-      return undeliverable(invite.inviteLink, reason);
+      return undeliverableAfter(run, invite.inviteLink, reason);
     }
 
     const ready = await linkToSend(run);
-    if (typeof ready !== 'string') return ready;
-    const link = ready;
+    if ('type' in ready) return ready;
+    const { link } = ready;
+    let record = ready.record;
 
     try {
       const { value: message } = await withRateLimit(run, {
-        // Marked before every request; cleared by a definite refusal before any wait.
-        before: () => markSendAttempted(pool, invite.orderId, owner),
+        // Marked before every request (the first mark also records what `record` holds); cleared by a
+        // definite refusal before any wait.
+        before: async () => {
+          await markSendAttempted(pool, invite.orderId, owner, record);
+          record = { kind: 'none' };
+        },
         call: () => api.sendMessage(Number(invite.buyerTelegramId), text, { reply_markup: openChannelKeyboard(link) }),
         refused: async () => {
           await clearSendAttempt(pool, invite.orderId, owner);
         },
       });
-      await markSent(pool, invite.orderId, message.message_id);
+      await markSent(pool, invite.orderId, message.message_id, owner);
+      run.released = true;
       return sent(link);
     } catch (error) {
       const failure = classifyTelegramError(error);
       switch (failure?.kind) {
         case 'forbidden':
-        case 'rejected': {
+        case 'rejected':
           // 403 (blocked, never started) or 400 (chat not found): the bot cannot DM this buyer at all.
-          const reason = `buyer cannot be messaged by the bot (${failure.description}); the link is on the success page`;
-          await markUndeliverable(pool, invite.orderId, reason);
-          return undeliverable(link, reason);
-        }
+          return undeliverableAfter(run, link, `buyer cannot be messaged by the bot (${failure.description}); the link is on the success page`);
         case 'rate-limited':
         case 'server':
         case 'unsent':
           // Telegram answered (or was never reached): nothing went out, so the retry may send the same link.
           await clearSendAttempt(pool, invite.orderId, owner);
           throw error;
-        case 'unknown': {
-          const reason = `delivery unconfirmed (${failure.description}); not sent again to avoid a duplicate (the success page shows the link)`;
-          await markUndeliverable(pool, invite.orderId, reason);
-          return undeliverable(link, reason);
-        }
+        case 'unknown':
+          return undeliverableAfter(run, link, `delivery unconfirmed (${failure.description}); not sent again to avoid a duplicate (the success page shows the link)`);
         default:
           throw error; // not a Telegram error: send_attempted_at stays, so the retry will not send blindly
       }
@@ -328,42 +369,49 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
   return {
     effect: 'invite',
     async perform(job, context: EffectContext): Promise<PaymentEvent> {
-      // The invite effect follows route.done, which stores the route: its absence is a bug, not a state to retry.
-      const { route, channel, plan } = await accessTargetOf(pool, job.paymentId);
-      if (!route) throw new PermanentFailure(`payment ${job.paymentId} has no route`);
-      if (!channel) return failed(`channel ${route.channelId} is not configured: add it, then retry`);
-      if (!plan) return failed(`plan ${route.planId} not found: cannot tell how long access lasts; add it, then retry`);
-
       const owner = leaseOwner(context.jobId, context.retryCount);
-      // One transaction: the grant (once per order, with its reminder and expiry jobs) and the invite's lease.
-      const { grant, invite } = await inTransaction(pool, async (tx) => ({
-        grant: await grantAndScheduleIn(deps, tx, {
+      // One transaction: what to grant and where (read), the grant (once per order), the invite's lease
+      // and, for an invite still without a link, the record of the createChatInviteLink made next.
+      const linkExpireDate = expiryIn(createLifetimeMs);
+      const claimed = await inTransaction(pool, async (tx) => {
+        const { route, channel, plan } = await accessTargetOf(tx, job.paymentId);
+        // The invite effect follows route.done, which stores the route: its absence is a bug, not a state to retry.
+        if (!route) throw new PermanentFailure(`payment ${job.paymentId} has no route`);
+        if (!channel) return failed(`channel ${route.channelId} is not configured: add it, then retry`);
+        if (!plan) return failed(`plan ${route.planId} not found: cannot tell how long access lasts; add it, then retry`);
+        const grant = await grantAndScheduleIn(deps, tx, {
           orderId: route.orderId,
           paymentId: job.paymentId,
           buyerTelegramId: route.buyerTelegramId,
           openChannelId: route.channelId,
           planId: plan.planId,
           durationDays: plan.durationDays,
-        }),
-        invite: await claimInvite(tx, {
+        });
+        const claim = await claimInvite(tx, {
           orderId: route.orderId,
           paymentId: job.paymentId,
           chatId: channel.closedChannelId,
           buyerTelegramId: route.buyerTelegramId,
           owner,
           leaseMs: deps.leaseMs,
-        }),
-      }));
-      if (!invite) throw new Error(`another job is delivering the invite for order ${route.orderId}; retrying later`);
+          attempt: job.attempt,
+          linkExpireDate,
+        });
+        return { orderId: route.orderId, channel, grant, claim };
+      });
+      if ('type' in claimed) return claimed;
+      const { orderId, channel, grant, claim } = claimed;
+      if (!claim) throw new Error(`another job is delivering the invite for order ${orderId}; retrying later`);
+      const { invite } = claim;
+      const run: Run = { invite, owner, signal: context.signal, log: context.log, recorded: claim.linkAttempt, released: false };
       try {
-        const current = job.attempt > invite.inviteAttempt ? await startAttempt(invite, owner, job.attempt, context.log) : invite;
-        const text = inviteText(channel, grant);
-        const result = await deliver({ invite: current, owner, signal: context.signal, log: context.log }, text);
-        // markSent ended the lease when this run sent the message; every other outcome ends it here.
-        if (result.type !== 'invite.sent' || current.sentAt) await releaseInvite(pool, route.orderId, owner);
+        if (job.attempt > invite.inviteAttempt) run.invite = await startAttempt(invite, owner, job.attempt, context.log);
+        const result = await deliver(run, inviteText(channel, grant));
+        // Recording a sent or undeliverable outcome ended the lease in the same write; every other outcome ends it here.
+        if (!run.released) await releaseInvite(pool, orderId, owner);
         return result;
       } catch (error) {
-        await releaseInvite(pool, route.orderId, owner).catch(() => {});
+        await releaseInvite(pool, orderId, owner).catch(() => {});
         throw error;
       }
     },

@@ -1,0 +1,163 @@
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createInviteActor } from '../src/actors/telegram/invite.actor.js';
+import type { EffectContext } from '../src/actors/effect-actor.js';
+import { startFakeTelegram, type FakeTelegram } from '../src/sandbox/telegram.fake.js';
+import { createTelegramBot } from '../src/telegram/client.js';
+import { beginLinkAttempt, claimInvite } from '../src/telegram/invites.repo.js';
+import { subscriptionQueues } from '../src/telegram/subscriptions.service.js';
+import { startTestEngine, type TestEngine } from './support/engine.js';
+import { callsTo, inviteRow, paidOrderFixture, payAndRoute, seedOrder, TOKEN } from './telegram-fixtures.js';
+
+// What one invite costs the database: every transaction the invite actor commits and every Bot API call
+// it makes, in the order they happen, through a counting wrapper around the pool (used only here). The
+// shape is the at-most-once rule written out (src/actors/telegram/invite.actor.ts): the link attempt is
+// committed before createChatInviteLink, the link before editChatInviteLink, "extended + send attempted"
+// before sendMessage, and "sent" after it. Re-splitting a write adds a transaction and fails this test.
+
+type Step = { tx: string[] } | { call: string };
+
+/** The pool, counting: an autocommit query is one transaction, BEGIN…COMMIT on a client is one. */
+function countingPool(pool: pg.Pool, timeline: Step[]): pg.Pool {
+  const textOf = (query: unknown) => (typeof query === 'string' ? query : (query as { text: string }).text).replace(/\s+/g, ' ').trim();
+  const bind = <T extends object>(target: T, prop: string | symbol) => {
+    const value = Reflect.get(target, prop, target) as unknown;
+    return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+  };
+  const wrapClient = (client: pg.PoolClient): pg.PoolClient => {
+    let open: string[] | null = null;
+    return new Proxy(client, {
+      get(target, prop) {
+        if (prop !== 'query') return bind(target, prop);
+        return async (...args: unknown[]) => {
+          const text = textOf(args[0]);
+          if (/^BEGIN/i.test(text)) open = [];
+          const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          if (/^COMMIT/i.test(text)) {
+            timeline.push({ tx: open ?? [] });
+            open = null;
+          } else if (/^ROLLBACK/i.test(text)) open = null;
+          else if (open && !/^BEGIN/i.test(text)) open.push(text);
+          else if (!open) timeline.push({ tx: [text] });
+          return result;
+        };
+      },
+    });
+  };
+  return new Proxy(pool, {
+    get(target, prop) {
+      if (prop === 'query') {
+        return async (...args: unknown[]) => {
+          const result = await (target.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          timeline.push({ tx: [textOf(args[0])] });
+          return result;
+        };
+      }
+      if (prop === 'connect') return async () => wrapClient(await target.connect());
+      return bind(target, prop);
+    },
+  });
+}
+
+let e: TestEngine;
+let tg: FakeTelegram;
+
+beforeAll(async () => {
+  e = await startTestEngine();
+  for (const [name, options] of Object.entries(subscriptionQueues)) await e.boss.createQueue(name, options).catch(() => {});
+  tg = await startFakeTelegram({ token: TOKEN });
+});
+afterAll(async () => {
+  await e?.close();
+  await tg?.close();
+});
+
+const context = (jobId: string): EffectContext => ({ signal: new AbortController().signal, log: e.log, jobId, retryCount: 0 });
+
+/** One invite, start to end, with its timeline: transactions committed and Bot API calls made. */
+async function oneInvite(inviteExpireAfterMs: number) {
+  const timeline: Step[] = [];
+  const bot = createTelegramBot({ token: TOKEN, apiRoot: tg.apiRoot, timeoutMs: 5_000, botInfo: tg.botInfo });
+  bot.api.config.use((prev, method, payload, signal) => {
+    timeline.push({ call: method });
+    return prev(method, payload, signal);
+  });
+  const actor = createInviteActor({
+    pool: countingPool(e.db.pool, timeline),
+    boss: e.boss,
+    api: bot.api,
+    log: e.log,
+    inviteExpireAfterMs,
+    leaseMs: 300_000,
+    remindersMs: [],
+  });
+  const o = await paidOrderFixture(e.db);
+  await payAndRoute(e.engine, o.paymentId, o);
+  const result = await actor.perform({ paymentId: o.paymentId, effect: 'invite', attempt: 0 }, context(`job-writes-${o.orderId}`));
+  // The grant's own statements (subscriptions, and whatever it schedules) belong to the subscriptions
+  // module; they ride in the first transaction and are not the invite's bookkeeping.
+  const own = (statements: string[]) => statements.filter((s) => !/subscription|pgboss/i.test(s));
+  const shape = timeline.map((step) => ('call' in step ? step.call : 'tx'));
+  const statements = timeline.flatMap((step) => ('tx' in step ? own(step.tx) : []));
+  return { o, result, timeline, shape, statements };
+}
+
+describe('the invite bookkeeping: as few writes as at-most-once allows', () => {
+  it('a short-lived link extended before it is sent: 4 transactions, 5 statements of its own, each write before the call it guards', async () => {
+    const { o, result, shape, statements } = await oneInvite(86_400_000);
+    expect(result.type).toBe('invite.sent');
+    expect(shape).toEqual(['tx', 'createChatInviteLink', 'tx', 'editChatInviteLink', 'tx', 'sendMessage', 'tx']);
+    // read the route/channel/plan, claim + attempt, store the link, extended + send attempted, sent + released
+    expect(statements).toHaveLength(5);
+    const row = await inviteRow(e.db, o.orderId);
+    expect(row).toMatchObject({ lease_owner: null, lease_until: null, create_attempts: 1, link_name: `${o.orderId}#1` });
+    expect(row?.extended_at).toBeInstanceOf(Date);
+    expect(row?.sent_at).toBeInstanceOf(Date);
+    const { rows } = await e.db.pool.query('SELECT attempt, name, outcome FROM invite_link_attempts WHERE order_id = $1', [o.orderId]);
+    expect(rows).toEqual([{ attempt: 1, name: `${o.orderId}#1`, outcome: 'stored' }]);
+    expect(callsTo(tg, 'sendMessage', o.buyer)).toHaveLength(1);
+  });
+
+  it('INVITE_EXPIRE_AFTER within the pending lifetime: no extension; 3 transactions, 4 statements of its own', async () => {
+    const { o, result, shape, statements } = await oneInvite(5 * 60_000);
+    expect(result.type).toBe('invite.sent');
+    expect(shape).toEqual(['tx', 'createChatInviteLink', 'tx', 'sendMessage', 'tx']);
+    expect(statements).toHaveLength(4);
+    expect(callsTo(tg, 'editChatInviteLink', o.closedChannelId, false)).toHaveLength(0);
+    expect(await inviteRow(e.db, o.orderId)).toMatchObject({ lease_owner: null, invite_link: expect.any(String) });
+  });
+
+  it('a link is named after its order and attempt in at most 32 characters ("ord_" goes first, then the tail)', async () => {
+    const o = await paidOrderFixture(e.db);
+    const orderId = `ord_${'a'.repeat(26)}bcdefghijk`; // 40 characters
+    await seedOrder(e.db, { ...o, orderId });
+    const claim = await claimInvite(e.db.pool, {
+      orderId,
+      paymentId: o.paymentId,
+      chatId: o.closedChannelId,
+      buyerTelegramId: o.buyer,
+      owner: 'job-name#0',
+      leaseMs: 60_000,
+      attempt: 0,
+      linkExpireDate: new Date(Date.now() + 600_000),
+    });
+    // A new invite: the claim recorded the first createChatInviteLink in the same statement.
+    expect(claim?.linkAttempt).toMatchObject({ orderId, attempt: 1 });
+    const names = [claim!.linkAttempt!.name];
+    for (let n = 2; n <= 10; n++) names.push((await beginLinkAttempt(e.db.pool, { orderId, owner: 'job-name#0', expireDate: new Date(Date.now() + 600_000) })).name);
+    expect(names[0]).toBe(`${'a'.repeat(26)}bcde#1`);
+    expect(names[9]).toBe(`${'a'.repeat(26)}bcd#10`);
+    for (const name of names) expect(name.length).toBeLessThanOrEqual(32);
+    const short = `ord_x${o.orderId.slice(-6)}`;
+    await seedOrder(e.db, { ...o, orderId: short });
+    await claimInvite(e.db.pool, { orderId: short, paymentId: o.paymentId, chatId: o.closedChannelId, buyerTelegramId: o.buyer, owner: 'job-short#0', leaseMs: 60_000, attempt: 0, linkExpireDate: new Date() });
+    expect((await beginLinkAttempt(e.db.pool, { orderId: short, owner: 'job-short#0', expireDate: new Date() })).name).toBe(`${short}#2`);
+    // Every earlier pending attempt was counted lost by the next one; a stranger to the lease records nothing.
+    const { rows } = await e.db.pool.query(`SELECT outcome, count(*)::int AS n FROM invite_link_attempts WHERE order_id = $1 GROUP BY outcome ORDER BY outcome`, [orderId]);
+    expect(rows).toEqual([
+      { outcome: 'lost', n: 9 },
+      { outcome: 'pending', n: 1 },
+    ]);
+    await expect(beginLinkAttempt(e.db.pool, { orderId, owner: 'job-other#0', expireDate: new Date() })).rejects.toThrow(/lease no longer held/);
+  });
+});

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { PgBoss, type Queue } from 'pg-boss';
+import type pg from 'pg';
 import type { Config } from '../config.js';
 import { EFFECTS, type EffectName } from '../machines/payment.events.js';
 
@@ -69,7 +71,7 @@ export function createBoss(connectionString: string, options: { max?: number; sc
   // would add up to a minute to every recovery; 5 s keeps it within seconds. The same interval gates
   // the queue-stats aggregate (pg-boss backs it off by itself when it gets expensive).
   const superviseSeconds = Math.max(1, Math.round(options.superviseSeconds ?? 5));
-  return new PgBoss({
+  const boss = new PgBoss({
     connectionString,
     max: options.max ?? 10,
     useListenNotify: true,
@@ -80,4 +82,33 @@ export function createBoss(connectionString: string, options: { max?: number; sc
     // The engine's tables are the source of truth; pg-boss keeps completed jobs 7 days for dedupe by id.
     application_name: 'telepay-boss',
   });
+  prepareRepeatedStatements(boss);
+  return boss;
+}
+
+/** A statement text seen this often is prepared on each connection (its later runs skip parse and analysis). */
+const PREPARE_AFTER = 3;
+/** Distinct texts tracked; pg-boss's own come to a few dozen per queue set, so this is only a bound. */
+const MAX_TRACKED = 2000;
+
+/**
+ * pg-boss sends every statement unnamed, so Postgres parses, analyses and plans its fetch and complete
+ * (large CTEs) on every call. This names the ones pg-boss repeats: a parameterised text seen
+ * PREPARE_AFTER times gets a name derived from its hash, so each connection prepares it once. Texts
+ * with values inlined (seen once each) stay unnamed, so the per-connection statement cache stays bounded.
+ * Only the query path changes; pg-boss's LISTEN connection, transactions and results are untouched.
+ */
+function prepareRepeatedStatements(boss: PgBoss): void {
+  const db = boss.getDb() as { executeSql: (text: string, values?: unknown[]) => Promise<unknown>; pool?: pg.Pool };
+  const original = db.executeSql.bind(db);
+  const seen = new Map<string, number>();
+  db.executeSql = (text, values) => {
+    if (!db.pool || !values || values.length === 0) return original(text, values);
+    const count = seen.get(text) ?? 0;
+    if (count < PREPARE_AFTER) {
+      if (seen.size < MAX_TRACKED || count > 0) seen.set(text, count + 1);
+      return original(text, values);
+    }
+    return db.pool.query({ name: `pgboss-${createHash('sha1').update(text).digest('hex').slice(0, 16)}`, text, values });
+  };
 }

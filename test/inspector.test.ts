@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { parseNotification, startJournalFeed, type JournalFeed } from '../src/operator/journal-feed.js';
 import { createLogger } from '../src/logger.js';
+import { routeNotRun } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
 
 // The operators' inspector and statechart surface, server side: the journal with payloads, the live
@@ -13,7 +14,8 @@ const auth = { authorization: `Bearer ${token}` };
 let t: TestService;
 
 beforeAll(async () => {
-  t = await startTestService({ ADMIN_TOKEN: token }, { effects: [] });
+  // Payments are driven by hand, event by event: routing is a job nobody works here.
+  t = await startTestService({ ADMIN_TOKEN: token }, { effects: [], actors: { route: routeNotRun } });
 });
 afterAll(async () => {
   await t?.close();

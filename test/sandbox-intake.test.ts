@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IPN_PATH } from '../src/http/routes/ipn.route.js';
 import { journalOf } from './support/engine.js';
-import { startIntake, uniqueId } from './support/intake.js';
+import { routeNotRun, startIntake, uniqueId } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
 
 // Sandbox: no NowPayments credentials, so the service runs against the in-process fake and offers a
@@ -9,7 +9,8 @@ import { startTestService, type TestService } from './support/service.js';
 
 let t: TestService;
 beforeAll(async () => {
-  t = await startTestService({}, { effects: [] });
+  // The intake alone: no worker, and routing as a job nobody works (orders here have no channel).
+  t = await startTestService({}, { effects: [], actors: { route: routeNotRun } });
 });
 afterAll(async () => {
   await t.close();

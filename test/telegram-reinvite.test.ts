@@ -20,8 +20,18 @@ describe('re-issuing an invite', () => {
     const first = await waitForAccess(t.svc.db, o.paymentId, ['invited']);
 
     const reinvite = () => engine.applyEvent(o.paymentId, { type: 'operator.reinvite', by: 'ops', reason: 'a stranger used the link' } as never, { source: 'operator:ops' });
-    const results = await Promise.all(Array.from({ length: 10 }, reinvite));
-    expect(results.filter((r) => r.outcome === 'applied')).toHaveLength(1);
+    // The invite row is held while the 10 land, so the re-issued invite cannot finish in between (an
+    // operator event after it is a new request, not a concurrent one): all 10 race for one version.
+    const hold = await t.svc.db.pool.connect();
+    await hold.query('BEGIN');
+    await hold.query('SELECT 1 FROM invites WHERE order_id = $1 FOR UPDATE', [o.orderId]);
+    try {
+      const results = await Promise.all(Array.from({ length: 10 }, reinvite));
+      expect(results.filter((r) => r.outcome === 'applied')).toHaveLength(1);
+    } finally {
+      await hold.query('COMMIT');
+      hold.release();
+    }
 
     await vi.waitFor(
       async () => {

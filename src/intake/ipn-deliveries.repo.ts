@@ -68,10 +68,28 @@ async function insertDelivery(pool: Queryable, d: NewDelivery, rawBody: string, 
   return row;
 }
 
-async function findByHash(pool: Queryable, bodyHash: string): Promise<StoredDelivery | undefined> {
-  // A concurrent first insert may be invisible to the statement above's snapshot; by now it has committed.
-  const { rows } = await pool.query<{ id: string; status: DeliveryStatus }>('SELECT id, status FROM ipn_deliveries WHERE body_hash = $1', [bodyHash]);
+/** The delivery already stored with these bytes, if any. */
+export async function findByHash(pool: Queryable, bodyHash: string): Promise<StoredDelivery | undefined> {
+  // A concurrent first insert may be invisible to an earlier statement's snapshot; by now it has committed.
+  const { rows } = await pool.query<{ id: string; status: DeliveryStatus }>({ name: 'ipn-delivery-by-hash', text: 'SELECT id, status FROM ipn_deliveries WHERE body_hash = $1', values: [bodyHash] });
   return rows[0] ? { ...rows[0], inserted: false } : undefined;
+}
+
+/**
+ * Stores a delivery whose outcome is already known (applied in the same transaction): one row written
+ * once, instead of "received" and then its outcome. Null when the same bytes were stored meanwhile (a
+ * concurrent identical IPN committed first); that one's row stands.
+ */
+export async function insertDeliveryWithOutcome(tx: Queryable, d: NewDelivery, u: DeliveryUpdate): Promise<string | null> {
+  const { rows } = await tx.query<{ id: string }>({
+    name: 'ipn-delivery-insert-outcome',
+    text: `INSERT INTO ipn_deliveries (body_hash, raw_body, body, payment_id, payment_status, status, problem, event_type, applied_version, attempts)
+           VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, 1)
+           ON CONFLICT (body_hash) DO NOTHING
+           RETURNING id`,
+    values: [d.bodyHash, d.rawBody, d.jsonBody, u.paymentId ?? d.paymentId, d.paymentStatus, u.status, u.problem == null ? null : sanitizeText(u.problem).slice(0, 4000), u.eventType ?? null, u.appliedVersion ?? null],
+  });
+  return rows[0]?.id ?? null;
 }
 
 export interface DeliveryUpdate {

@@ -6,7 +6,7 @@ import type { PaymentSnapshot } from '../machines/payment.step.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { isDataError, isDatabaseUnavailable } from '../persistence/database.js';
 import { inTransaction } from '../persistence/transaction.js';
-import { getDelivery, markDelivery, storeDelivery, type NewDelivery } from './ipn-deliveries.repo.js';
+import { findByHash, getDelivery, insertDeliveryWithOutcome, markDelivery, storeDelivery, type DeliveryUpdate, type NewDelivery } from './ipn-deliveries.repo.js';
 import { mapIpnBody, type IpnMapping } from './ipn-to-event.js';
 import { ipnProcessed } from './ipn.metrics.js';
 
@@ -26,8 +26,8 @@ import { ipnProcessed } from './ipn.metrics.js';
 //   re-applies stored-but-unapplied deliveries, and an identical re-send re-applies it at once. Only a
 //   failure to *store* (the database unreachable) is a 5xx: whatever a body contains, it can be stored.
 //
-// Cost: a usable IPN is stored, applied and marked in ONE transaction (the delivery row, the payment,
-// its journal and its jobs commit together). If anything in it fails, it all rolls back and the IPN
+// Cost: a usable IPN is stored, applied and marked in ONE transaction (the delivery row, written once
+// with its outcome, the payment, its journal and its jobs commit together). If anything in it fails, it all rolls back and the IPN
 // takes the careful path: stored on its own first, then applied, so "stored even if applying fails"
 // holds exactly as before. A re-sent body already applied costs one statement and writes nothing.
 
@@ -113,19 +113,31 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
     }
   }
 
-  /** Store, apply and mark in one transaction. Throws (having written nothing) when any of it fails. */
+  /**
+   * Store, apply and mark in one transaction, the delivery row written once with its outcome. Throws
+   * (having written nothing) when any of it fails.
+   */
   async function storeAndApply(delivery: NewDelivery, mapping: Extract<IpnMapping, { ok: true }>): Promise<IpnOutcome> {
     const { paymentId, event } = mapping;
     const outcome = await inTransaction(pool, async (tx): Promise<IpnOutcome> => {
-      const stored = await storeDelivery(tx, delivery);
-      if (!stored.inserted && stored.status !== 'received' && stored.status !== 'failed') return repeated(stored, mapping);
+      const known = await findByHash(tx, delivery.bodyHash);
+      if (known && known.status !== 'received' && known.status !== 'failed') return repeated(known, mapping);
       const result = await engine.applyEvent(paymentId, event, { source: 'ipn', tx, refuse: orderConflict(paymentId, event.facts.orderId) });
-      if (result.outcome === 'refused') {
-        await markDelivery(tx, stored.id, { status: 'parked', problem: result.reason, paymentId, eventType: event.type });
-        return { status: 'parked', deliveryId: stored.id, paymentId, problem: result.reason };
+      const update: DeliveryUpdate =
+        result.outcome === 'refused'
+          ? { status: 'parked', problem: result.reason, paymentId, eventType: event.type }
+          : { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId };
+      let id = known?.id ?? null;
+      if (known) await markDelivery(tx, known.id, update);
+      else id = await insertDeliveryWithOutcome(tx, delivery, update);
+      if (id === null) {
+        // The same bytes, stored by a concurrent request that committed first: that one applied them.
+        const stored = await findByHash(tx, delivery.bodyHash);
+        if (!stored) throw new Error('ipn delivery neither inserted nor found');
+        return { status: 'duplicate', deliveryId: stored.id, paymentId, version: null };
       }
-      await markDelivery(tx, stored.id, { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId });
-      return { status: result.outcome, deliveryId: stored.id, paymentId, version: result.version };
+      if (update.status === 'parked') return { status: 'parked', deliveryId: id, paymentId, problem: update.problem! };
+      return { status: update.status as 'applied' | 'duplicate', deliveryId: id, paymentId, version: result.version };
     });
     if (outcome.status === 'parked') log.warn({ deliveryId: outcome.deliveryId, paymentId, problem: outcome.problem }, 'verified IPN parked: it cannot be applied as it stands; resume with replayDelivery');
     else if (outcome.status === 'applied' || (outcome.status === 'duplicate' && outcome.version !== null)) log.info({ deliveryId: outcome.deliveryId, paymentId, event: event.type, outcome: outcome.status, source: 'ipn' }, 'IPN applied');

@@ -5,7 +5,7 @@ import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { queueOf } from '../src/persistence/queues.js';
 import { paymentRow } from './support/engine.js';
-import { paymentIdOf, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
+import { paymentIdOf, routeNotRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
 
 // The operator dashboard in a real headless Chromium (Debian package `chromium`; .ci/run installs it):
 // a payment parked for review shows in the stuck list, the operator's click and reason move it on, and
@@ -71,7 +71,7 @@ async function seedAFewProblems(): Promise<void> {
 
 beforeAll(async () => {
   if (!haveChromium) return;
-  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s' }, { effects: [] });
+  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s' }, { effects: [], actors: { route: routeNotRun } });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
+import { routeNotRun } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
 
 // The operators' inspector page in a real headless Chromium (Debian package `chromium`), pointed at a
@@ -57,7 +58,8 @@ beforeAll(async () => {
   stub = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(STUB_PAGE));
   await new Promise<void>((resolve) => stub.listen(0, '127.0.0.1', resolve));
   stubUrl = `http://127.0.0.1:${(stub.address() as AddressInfo).port}/inspect`;
-  t = await startTestService({ ADMIN_TOKEN: TOKEN, INSPECTOR_URL: stubUrl }, { effects: [] });
+  // Payments are driven by hand, event by event: routing is a job nobody works here.
+  t = await startTestService({ ADMIN_TOKEN: TOKEN, INSPECTOR_URL: stubUrl }, { effects: [], actors: { route: routeNotRun } });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],

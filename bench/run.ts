@@ -1,66 +1,69 @@
-import { benchEngine } from './engine.bench.js';
-import { benchInviteLatency } from './invite-latency.bench.js';
-import { benchIpn, benchStatusReads, startIpnBenchService } from './ipn.bench.js';
-import { benchPayouts, describePayouts } from './payouts.bench.js';
 import { fmt, openBenchDatabase } from './support.js';
 
 // `npm run bench`: every figure is printed beside a limit measured in the same run on the same database.
+// Sections run alone by name: `npm run bench -- e2e` or `BENCH_ONLY=e2e npm run bench` (comma-separated:
+// engine, e2e, payouts). Each section is imported only when it runs, so a section whose imports an older
+// commit of src/ lacks does not stop the others (bench/e2e.bench.ts uses only main.ts, the env, the fakes
+// and the HTTP API).
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const SECTIONS = ['engine', 'e2e', 'payouts'] as const;
+type Section = (typeof SECTIONS)[number];
+
+const asked = (process.argv.slice(2).filter((a) => a !== '--').join(',') || process.env.BENCH_ONLY || '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+const unknown = asked.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+if (unknown.length) {
+  process.stderr.write(`unknown bench section ${unknown.join(', ')}: choose from ${SECTIONS.join(', ')}\n`);
+  process.exit(2);
+}
+const runs = (section: Section) => asked.length === 0 || asked.includes(section);
+const targets: Array<{ name: string; met: boolean | null; value: string }> = [];
 
 const db = await openBenchDatabase();
 try {
-  log(`TelePay Engine benchmarks (${process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded Postgres'}, ${SECONDS}s per measurement)`);
-  log('');
-  log('applyEvent vs the raw Postgres limit for one transition (BEGIN; UPDATE jsonb; INSERT journal; COMMIT):');
-  const engine = await benchEngine(db.url, log);
-  const rawAt = (clients: number) => engine.rows.find((r) => r.clients === clients)?.rawTps ?? NaN;
+  log(`TelePay Engine benchmarks (${db.cluster.label}, ${SECONDS}s per measurement${asked.length ? `; sections: ${asked.join(', ')}` : ''})`);
 
-  log('');
-  log('IPN ingest over HTTP (signed, each a new payment: store delivery, create machine, journal, route job):');
-  const service = await startIpnBenchService(db.url);
-  const clientsList = engine.rows.map((r) => r.clients);
-  try {
-    for (const clients of clientsList) {
-      const r = await benchIpn({ url: service.url, ipnSecret: service.ipnSecret, clients, seconds: SECONDS });
-      log(`  ${String(clients).padStart(2)} clients   ${fmt(r.rps).padStart(6)} IPN/s   p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms   ${fmt(r.rps / rawAt(clients), 2)}x raw   failures ${r.failures}`);
-    }
+  if (runs('engine')) {
+    const { benchEngine } = await import('./engine.bench.js');
     log('');
-    log('status reads over HTTP (GET /api/payment-status, pure reads):');
-    for (const clients of clientsList) {
-      const r = await benchStatusReads({ url: service.url, orderId: service.orderId, token: service.token, clients, seconds: SECONDS });
-      log(`  ${String(clients).padStart(2)} clients   ${fmt(r.rps).padStart(6)} reads/s  p50 ${fmt(r.p50Ms, 1)} ms  p99 ${fmt(r.p99Ms, 1)} ms   ${fmt(r.rps / rawAt(clients), 2)}x raw transition   failures ${r.failures}`);
-    }
-  } finally {
-    await service.close();
+    log('applyEvent vs the raw Postgres limit for one transition (BEGIN; UPDATE jsonb; INSERT journal; COMMIT), in process:');
+    const engine = await benchEngine(db.url, log);
+    const at8 = engine.rows.find((r) => r.clients === 8);
+    if (at8) targets.push({ name: 'applyEvent >= 0.5x raw at 8 clients', met: at8.ratio >= 0.5, value: `${fmt(at8.ratio, 2)}x` });
+    const quiet = !engine.duplicate.rowsWritten && engine.duplicate.walBytes < engine.duplicate.count; // < 1 byte per duplicate
+    targets.push({ name: 'duplicate events answered without a write', met: quiet, value: `no row changed: ${!engine.duplicate.rowsWritten}; ${engine.duplicate.walBytes} WAL bytes for ${engine.duplicate.count} duplicates` });
   }
 
-  log('');
-  const rate = Number(process.env.BENCH_INVITE_RATE ?? 100);
-  log(`end to end: signed IPN -> route job -> invite job -> invite message at the fake Bot API, steady ${rate} payments/s:`);
-  const invite = await benchInviteLatency(db.url, log, { rate });
-  log(`  p50 ${fmt(invite.p50Ms, 0)} ms  p99 ${fmt(invite.p99Ms, 0)} ms  max ${fmt(invite.maxMs, 0)} ms; ${invite.sent}/${invite.payments} invites sent; IPNs left at ${fmt(invite.achievedRate, 1)}/s`);
-  log(`  medians: IPN->routed ${fmt(invite.stages.ipnToRouted, 0)} ms, routed->invited ${fmt(invite.stages.routedToInvited, 0)} ms; route job wait ${fmt(invite.stages.routeJob.waitMs, 0)} ms run ${fmt(invite.stages.routeJob.runMs, 0)} ms; invite job wait ${fmt(invite.stages.inviteJob.waitMs, 0)} ms run ${fmt(invite.stages.inviteJob.runMs, 0)} ms`);
-  log(`  process CPU ${fmt(invite.processCpu, 2)} cores (service, fakes and load generator share one Node process); SELECT 1 on a side connection: ${fmt(invite.selectOneMs, 1)} ms`);
+  if (runs('e2e')) {
+    const { benchE2e } = await import('./e2e.bench.js');
+    const { e2eTargets, printE2e } = await import('./e2e-report.js');
+    log('');
+    log('end to end: the service in its own process (node --import tsx src/main.ts); fakes and load generator in this one; loopback:');
+    const report = await benchE2e(db, log);
+    printE2e(report, log);
+    targets.push(...e2eTargets(report));
+  }
 
-  // A lower steady rate beside it shows the latency of the path itself when no backlog forms.
-  const calmRate = Number(process.env.BENCH_INVITE_CALM_RATE ?? 20);
-  const calm = await benchInviteLatency(db.url, () => {}, { rate: calmRate, seconds: 5 });
-  log(`  reference at ${calmRate}/s: p50 ${fmt(calm.p50Ms, 0)} ms  p99 ${fmt(calm.p99Ms, 0)} ms; ${calm.sent}/${calm.payments} invites sent`);
+  if (runs('payouts')) {
+    const { benchPayouts, describePayouts } = await import('./payouts.bench.js');
+    const { prepareRawLimit } = await import('./raw-limit.js');
+    log('');
+    const payoutCount = Number(process.env.BENCH_PAYOUTS ?? 100);
+    const raw = await prepareRawLimit(db.url, 8);
+    const raw8 = await raw.run(8, SECONDS);
+    await raw.close();
+    log(`payouts through the whole path on the local EVM chain (${payoutCount} paid payments released at once; raw = ${fmt(raw8)} transitions/s at 8 clients, measured now):`);
+    log(describePayouts('to ETH owners (direct send)', await benchPayouts(db.url, { count: payoutCount, currency: 'eth' }), raw8));
+    log(describePayouts('to USDT owners (ChangeNow swap)', await benchPayouts(db.url, { count: payoutCount, currency: 'usdt' }), raw8));
+  }
 
-  log('');
-  const payoutCount = Number(process.env.BENCH_PAYOUTS ?? 100);
-  log(`payouts through the whole path on the local EVM chain (${payoutCount} paid payments released at once; raw = transitions/s at 8 clients):`);
-  const raw8 = rawAt(8);
-  log(describePayouts('to ETH owners (direct send)', await benchPayouts(db.url, { count: payoutCount, currency: 'eth' }), raw8));
-  log(describePayouts('to USDT owners (ChangeNow swap)', await benchPayouts(db.url, { count: payoutCount, currency: 'usdt' }), raw8));
-
-  const at8 = engine.rows.find((r) => r.clients === 8);
-  log('');
-  log(`target: invite p50 <= 100 ms and p99 <= 500 ms at ${rate}/s -> ${invite.p50Ms <= 100 && invite.p99Ms <= 500 && invite.sent === invite.payments ? 'MET' : 'NOT MET'}`);
-  if (at8) log(`target: applyEvent >= 0.5x raw at 8 clients -> ${fmt(at8.ratio, 2)}x ${at8.ratio >= 0.5 ? 'MET' : 'NOT MET'}`);
-  const quiet = !engine.duplicate.rowsWritten && engine.duplicate.walBytes < engine.duplicate.count; // < 1 byte per duplicate
-  log(`target: duplicates answered without a write -> ${quiet ? 'MET' : 'NOT MET'} (no row changed: ${!engine.duplicate.rowsWritten}; ${engine.duplicate.walBytes} WAL bytes for ${engine.duplicate.count} duplicates)`);
+  if (targets.length) {
+    log('');
+    for (const t of targets) log(`target: ${t.name} -> ${t.met === null ? 'NOT MEASURED' : t.met ? 'MET' : 'NOT MET'} (${t.value})`);
+  }
 } finally {
   await db.close();
 }

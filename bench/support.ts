@@ -1,23 +1,31 @@
-import { createScratchDatabase, openScratchServer } from '../src/persistence/scratch-postgres.js';
+import { createDatabase, openBenchCluster, type BenchCluster } from './postgres.js';
 
 // Benchmarks run on the same kind of database as the service: DATABASE_URL when set, otherwise a
-// throwaway embedded cluster. Each run gets its own database so figures never include old data.
+// throwaway embedded cluster started by the bench (bench/postgres.ts). Each run gets its own database
+// so figures never include old data.
 
 export interface BenchDatabase {
   url: string;
+  cluster: BenchCluster;
   close(): Promise<void>;
 }
 
 export async function openBenchDatabase(): Promise<BenchDatabase> {
-  const server = await openScratchServer('telepay-bench');
-  const db = await createScratchDatabase(server.adminUrl, `telepay_bench_${process.pid}`, { replace: true });
-  return {
-    url: db.url,
-    async close() {
-      await db.drop().catch(() => {});
-      await server.close();
-    },
-  };
+  const cluster = await openBenchCluster();
+  try {
+    const db = await createDatabase(cluster.adminUrl, `telepay_bench_${process.pid}`);
+    return {
+      url: db.url,
+      cluster,
+      async close() {
+        await db.drop();
+        await cluster.close();
+      },
+    };
+  } catch (error) {
+    await cluster.close();
+    throw error;
+  }
 }
 
 /** Runs `op` from `clients` concurrent loops for `seconds` (bounded), returning operations per second. */

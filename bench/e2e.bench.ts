@@ -494,8 +494,28 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
       `WAL = pg_current_wal_insert_lsn() difference (whole cluster)${cluster.walInspect ? ', by record type from pg_walinspect' : ''}`,
       `each window runs until every job it caused is done and Postgres has flushed its counters (BENCH_STATS_FLUSH_MS); the idle service's background (the idle row) during that quiet wait is taken out, during the load it stays in`,
     ].join('; ');
+    if (process.env.BENCH_TOP_STATEMENTS && cluster.statements) await logTopStatements(cluster.adminUrl, e2eDb.name, log);
     return { rows, intake, idle, duplicateDms, sources };
   } finally {
     for (const cleanup of cleanups) await cleanup().catch(() => {});
+  }
+}
+
+/** BENCH_TOP_STATEMENTS=1: where the database time of the whole section went, statement by statement. */
+async function logTopStatements(adminUrl: string, dbName: string, log: (line: string) => void): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ calls: string; total: number; plan: number; query: string }>(
+      `SELECT calls::text, round(total_exec_time::numeric, 1)::float AS total, round(total_plan_time::numeric, 1)::float AS plan,
+              regexp_replace(left(query, 110), '\\s+', ' ', 'g') AS query
+         FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = $1)
+        ORDER BY total_exec_time + total_plan_time DESC LIMIT 25`,
+      [dbName],
+    );
+    log('  top statements (whole section): calls, exec ms, plan ms, text');
+    for (const r of rows) log(`  ${r.calls.padStart(7)} ${String(r.total).padStart(9)} ${String(r.plan).padStart(7)}  ${r.query}`);
+  } finally {
+    await client.end();
   }
 }

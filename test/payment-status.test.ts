@@ -1,12 +1,20 @@
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EffectActor } from '../src/actors/effect-actor.js';
+import { statusView } from '../src/http/routes/payment-status.route.js';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
-import type { PaymentStatusView } from '../src/intake/payment-status.js';
+import { readPaymentStatus, STATUS_STATEMENT, type PaymentStatusView } from '../src/intake/payment-status.js';
+import { signStatusToken } from '../src/orders/status-token.js';
 import { footprint, paymentIdOf, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
 
 let h: IntakeHarness;
 beforeAll(async () => {
   // The reconcile schedule would add a pgboss.job row mid-count; once a year keeps it out of the footprint.
-  h = await startIntake({ STATUS_RATE_LIMIT: '1500', RECONCILE_EVERY: '0 0 1 1 *' });
+  // Routing runs inline in the confirming transition; a route actor of its own makes it a queued job
+  // again, which nobody works here (no effect workers), so a paid order stays "confirmed" with its job
+  // waiting: the state in which the replaced system's polling re-ran processing.
+  const routeNotRun: EffectActor = { effect: 'route', perform: () => Promise.reject(new Error('no route worker in this test')) };
+  h = await startIntake({ STATUS_RATE_LIMIT: '1500', RECONCILE_EVERY: '0 0 1 1 *' }, { effects: [], actors: { route: routeNotRun } });
 });
 afterAll(async () => {
   await h.close();
@@ -63,6 +71,10 @@ describe('GET /api/payment-status', () => {
     const other = await seedOrder(h);
     expect((await status(orderId, other.token)).body).toMatchObject({ step: 'done', invite: null });
     expect(JSON.stringify((await status(orderId)).body)).not.toContain('SecretInvite123');
+    // The answer is serialised without zod: it still is exactly the documented schema, no field more.
+    const anonymous = (await status(orderId)).body;
+    expect(() => statusView.strict().parse(done)).not.toThrow();
+    expect(() => statusView.strict().parse(anonymous)).not.toThrow();
   });
 
   it('an invite the bot could not deliver is still "done", with the link on the page', async () => {
@@ -137,6 +149,31 @@ describe('GET /api/payment-status', () => {
     expect(await footprint(h.t.db)).toEqual(before);
     expect((await status(a.orderId, a.token)).body.step).toBe('confirming');
     expect((await status(b.orderId, b.token)).body.step).toBe('confirmed');
+  });
+
+  it('answers from one named (prepared) SELECT and nothing else: no transaction, no second statement', async () => {
+    const calls: unknown[] = [];
+    const row = {
+      order_created_at: new Date('2026-01-02T03:04:05.678Z'), price_usd: '12.50', invoice_url: 'https://np.example/inv', channel_title: 'C', plan_title: 'P',
+      duration_days: 30, access_ends_at: null, invite_expires_at: null, payment_id: '1', state: 'received', view: null,
+      updated_at: new Date('2026-01-02T03:04:06Z'), state_entered_at: new Date('2026-01-02T03:04:06Z'),
+    };
+    const pool = {
+      query: async (config: unknown, values?: unknown) => {
+        calls.push(values === undefined ? config : { config, values });
+        return { rows: [row] };
+      },
+      connect: () => Promise.reject(new Error('the status read must not check out a client (no transaction)')),
+    } as unknown as pg.Pool;
+    const token = signStatusToken('s', 'ord_1');
+    for (const t of [token, undefined, 'wrong']) await readPaymentStatus(pool, 's', { orderId: 'ord_1', token: t });
+    expect(calls).toHaveLength(3);
+    for (const call of calls) {
+      expect(call).toMatchObject({ name: STATUS_STATEMENT, values: ['ord_1'] });
+      const text = (call as { text: string }).text;
+      expect(text.trim()).toMatch(/^SELECT\b/);
+      expect(text).not.toMatch(/\b(INSERT|UPDATE|DELETE|MERGE|FOR SHARE|nextval|pg_advisory\w*)\b/i);
+    }
   });
 
   it('is rate-limited per client: 429 once a client exceeds the limit, other clients unaffected', async () => {

@@ -7,9 +7,26 @@ export function signStatusToken(secret: string, orderId: string): string {
   return createHmac('sha256', secret).update(`status:${orderId}`).digest('base64url');
 }
 
+// The success page polls with the same token every few seconds; a token that verified once is
+// remembered (per secret, token -> its order id) so the next poll is a map lookup instead of an HMAC.
+// Only tokens that verified are kept: a wrong or guessed token is always hashed and compared in
+// constant time, and a remembered token is only ever the holder's own, so a lookup tells nobody
+// anything. Bounded: when full it starts over (the cost of a miss is one HMAC).
+const REMEMBERED_MAX = 10_000;
+const remembered = new Map<string, Map<string, string>>();
+
 export function verifyStatusToken(secret: string, orderId: string, token: string | undefined | null): boolean {
   if (!token) return false;
+  let known = remembered.get(secret);
+  if (known?.get(token) === orderId) return true;
   const expected = Buffer.from(signStatusToken(secret, orderId));
   const given = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+  if (!known) {
+    if (remembered.size >= 4) remembered.clear();
+    remembered.set(secret, (known = new Map()));
+  }
+  if (known.size >= REMEMBERED_MAX) known.clear();
+  known.set(token, orderId);
+  return true;
 }

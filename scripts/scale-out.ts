@@ -555,6 +555,14 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<ScaleOutRep
     }
     const everySent = new Set([...dmsTo.values()].flat());
     const linkMakers = new Map(tapCalls.flatMap((c) => (c.link ? [[c.link, c] as const] : [])));
+    // Link attempts the service itself counts as unowned (pending or lost): a live maker's link is one
+    // when its job lost the lease before storing it (a heartbeat missed under load: another instance
+    // took the job over and the late writer was fenced off), which the invite actor accepts and counts.
+    const { rows: unownedRows } = await pool.query<{ order_id: string; name: string }>(
+      `SELECT order_id, name FROM invite_link_attempts WHERE order_id = ANY($1) AND outcome IN ('pending', 'lost')`,
+      [orders.map((o) => o.orderId)],
+    );
+    const unowned = new Set(unownedRows.map((r) => `${r.order_id} ${r.name}`));
 
     for (const o of orders) {
       const mine = paymentsOf.get(o.orderId) ?? [];
@@ -591,9 +599,18 @@ export async function runScaleOut(options: ScaleOutOptions): Promise<ScaleOutRep
         // Only a creation whose maker never stored it leaves a link nobody owns: its answer was lost
         // (killed in flight, timed out) or its maker was killed right after hearing it.
         const maker = linkMakers.get(extra.link);
-        const why = !maker ? 'made by no instance' : killedLives.has(maker.by) ? `made by killed ${maker.by}` : maker.abandoned ? `answer to ${maker.by} lost` : null;
+        const fenced = maker && unowned.has(`${o.orderId} ${String(maker.body.name)}`);
+        const why = !maker
+          ? 'made by no instance'
+          : killedLives.has(maker.by)
+            ? `made by killed ${maker.by}`
+            : maker.abandoned
+              ? `answer to ${maker.by} lost`
+              : fenced
+                ? `made by live ${maker.by} after its job was taken over (counted unowned)`
+                : null;
         report.orphanOrigins.push(`${o.orderId}: ${why ?? `made by live ${maker!.by}, answered`}`);
-        if (!why || !touched) violations.push(`order ${o.orderId}: a second link ${extra.link} ${why ?? `that ${maker!.by} (alive) created and heard of`}`);
+        if (!why || (!touched && !fenced)) violations.push(`order ${o.orderId}: a second link ${extra.link} ${why ?? `that ${maker!.by} (alive) created and heard of`}`);
         if (everySent.has(extra.link)) violations.push(`order ${o.orderId}: orphan link ${extra.link} was sent`);
         if (extra.expire - Math.floor(extra.created / 1000) > 600 + 5) violations.push(`order ${o.orderId}: orphan link ${extra.link} lives longer than 10 minutes`);
       }

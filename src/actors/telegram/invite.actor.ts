@@ -1,4 +1,4 @@
-import { Api, type Transformer } from 'grammy';
+import type { Api } from 'grammy';
 import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -24,7 +24,8 @@ import { openChannelKeyboard } from '../../telegram/keyboards.js';
 import { inTransaction } from '../../persistence/transaction.js';
 import { inviteText } from '../../telegram/messages.js';
 import { grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
-import { classifyTelegramError, isLinkGone, RETRY_AFTER_HELD, retryAfterOf } from '../../telegram/telegram-errors.js';
+import { classifyTelegramError, isLinkGone, retryAfterOf } from '../../telegram/telegram-errors.js';
+import { pause, withoutRateLimitWaits } from './rate-limit-waits.js';
 import { PermanentFailure } from '../../domain/errors.js';
 import type { EffectActor, EffectContext } from '../effect-actor.js';
 
@@ -111,42 +112,6 @@ export const RATE_LIMIT_MAX_WAIT_S = 30;
 const sent = (inviteLink: string): PaymentEvent => ({ type: 'invite.sent', inviteLink });
 const undeliverable = (inviteLink: string, reason: string): PaymentEvent => ({ type: 'invite.undeliverable', inviteLink, reason });
 const failed = (reason: string): PaymentEvent => ({ type: 'invite.failed', reason });
-
-/** Resolves after ms, or rejects when the job is aborted (shutdown, or pg-boss saw its claim go). */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new Error('invite job aborted while waiting out a 429', { cause: signal.reason }));
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new Error('invite job aborted while waiting out a 429', { cause: signal.reason }));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/**
- * The Bot API as the invite actor uses it: the bot's own client (token, options and every transformer
- * installed on it: token scrubbing, error metrics, auto-retry) with one more, innermost, that moves a
- * 429's retry_after where grammY's auto-retry does not look (RETRY_AFTER_HELD), so auto-retry returns
- * the 429 at once instead of waiting between our "send attempted" mark and our record of the refusal.
- * The wait is this actor's (withRateLimit), after the refusal is recorded; retryAfterOf reads it.
- */
-function withoutRateLimitWaits(api: Api): Api {
-  const direct = new Api(api.token, api.options);
-  const holdRetryAfter: Transformer = async (prev, method, payload, signal) => {
-    const response = await prev(method, payload, signal);
-    const retryAfter = response.ok ? undefined : response.parameters?.retry_after;
-    if (response.ok || response.error_code !== 429 || typeof retryAfter !== 'number') return response;
-    const { retry_after: _held, ...parameters } = response.parameters ?? {};
-    return { ...response, parameters: { ...parameters, [RETRY_AFTER_HELD]: retryAfter } as typeof parameters };
-  };
-  direct.config.use(holdRetryAfter, ...api.config.installedTransformers());
-  return direct;
-}
 
 interface Run {
   invite: Invite;

@@ -331,7 +331,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         say(`kill ${report.kills} at ${((killedAt - chaosStart) / 1000).toFixed(1)} s`);
         restarting = (async () => {
           await sleep(Math.random() * 1_500);
-          await service.start();
+          // A start can itself be cut off (its connection terminated mid-migration): like systemd or
+          // Kubernetes, start it again.
+          for (let tries = 1; ; tries++) {
+            try {
+              await service.start();
+              break;
+            } catch (error) {
+              if (tries >= 5) throw error;
+              say(`start ${tries} failed (${(error as Error).message.slice(0, 120)}); starting again`);
+            }
+          }
           report.restartSeconds.push(Math.round((Date.now() - killedAt) / 100) / 10);
         })();
         await restarting;

@@ -51,6 +51,16 @@ export async function claimBatch(
     }
     return existing;
   }
+  // Most credits leave the channel below its threshold: a plain sum (open-credits index, no row locks,
+  // no WAL) says so before the claim below locks every open credit. A credit that lands just after
+  // this read is claimed by the next payment's check or the periodic sweep.
+  const below = await db.query<{ enough: boolean }>({
+    name: 'batch-threshold-reached',
+    text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
+            WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`,
+    values: [c.openChannelId, c.thresholdUsd],
+  });
+  if (!below.rows[0]?.enough) return null;
   const { rows } = await db.query<{ totalUnits: string; usdValue: string; entryIds: string[] }>(
     `WITH open AS MATERIALIZED (
        SELECT entry_id, usd_value FROM ledger_entries

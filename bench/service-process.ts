@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/persistence/scratch-postgres.js';
 
 // The service as `npm start` runs it (`node --import tsx src/main.ts`), in a child process of its own:
 // its CPU is read from /proc apart from the load generator and the fakes, which stay in the bench
@@ -15,18 +15,6 @@ export interface ServiceProcess {
   /** The last few kilobytes of the service's stdout and stderr. */
   output(): string;
   stop(): Promise<void>;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 /** KEY=VALUE pairs separated by commas (BENCH_SERVICE_ENV), to try settings without editing the bench. */

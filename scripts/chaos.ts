@@ -1,18 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { configSchema } from '../src/config.js';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/persistence/embedded-postgres.js';
 import { migrate } from '../src/persistence/migrate.js';
-import { createScratchDatabase, databaseUrl } from '../src/persistence/scratch-postgres.js';
 import { startFakeNowPayments, type FakeNowPayments, type FakePayment } from '../src/sandbox/nowpayments.fake.js';
 import { startFakeTelegram, type Fault, type FakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
 import { orphanInviteLinks } from '../src/telegram/invites.repo.js';
+import { freePort } from '../src/persistence/scratch-postgres.js';
+import { openRunDatabase } from './run-database.js';
 
 // Chaos run of the whole service (docs/chaos.md). The service runs as `npm start` does (src/main.ts)
 // in a child process on a database of its own, against a fake NowPayments and a fake Telegram Bot API
@@ -95,18 +93,6 @@ function prng(seed: number): () => number {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 /** The parent's environment without any of the service's own variables (nothing leaks in from the shell or the test runner). */
 export function cleanEnv(extra: Record<string, string>): Record<string, string> {
@@ -601,35 +587,10 @@ async function main(): Promise<void> {
   const pgRestarts = Math.min(argValue(args, 'pg-restarts', 1), 10);
   const say = (line: string) => process.stdout.write(`${line}\n`);
 
-  let cluster: { dir: string; port: number; handle: EmbeddedPostgresHandle } | null = null;
-  let adminUrl = process.env.DATABASE_URL;
-  if (!adminUrl) {
-    const dir = await mkdtemp(join(tmpdir(), 'telepay-chaos-pg-'));
-    const port = await freePort();
-    cluster = { dir, port, handle: await startEmbeddedPostgres({ dir, port, persistent: true }) };
-    adminUrl = cluster.handle.url;
-    say(`private Postgres cluster in ${dir} on port ${port}`);
-  }
-  const name = `telepay_chaos_${seed}_${process.pid}`;
-  const scratch = await createScratchDatabase(adminUrl, name, { replace: true });
-  const cleanUp = async () => {
-    await scratch.drop().catch(() => {});
-    if (cluster) {
-      await cluster.handle.stop();
-      await rm(cluster.dir, { recursive: true, force: true });
-    }
-  };
-  // Ctrl-C: the services die with the run, and the private cluster and the scratch database go too.
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      say(`${signal}: stopping the run`);
-      for (const service of running) service.close();
-      void cleanUp().finally(() => process.exit(130));
-    });
-  }
+  const db = await openRunDatabase('chaos', `telepay_chaos_${seed}_${process.pid}`, { say, onSignal: () => running.forEach((service) => service.close()) });
   try {
     const report = await runChaos({
-      databaseUrl: databaseUrl(adminUrl, name),
+      databaseUrl: db.url,
       payments,
       seed,
       kills,
@@ -637,21 +598,12 @@ async function main(): Promise<void> {
       concurrency: 12,
       settleTimeoutMs: 180_000,
       say,
-      ...(cluster && {
-        pgRestarts,
-        postgres: {
-          restart: async () => {
-            await cluster.handle.stop();
-            await sleep(500);
-            cluster.handle = await startEmbeddedPostgres({ dir: cluster.dir, port: cluster.port, persistent: true });
-          },
-        },
-      }),
+      ...(db.restart && { pgRestarts, postgres: { restart: db.restart } }),
     });
     say(summary(report));
     process.exitCode = report.violations.length ? 1 : 0;
   } finally {
-    await cleanUp();
+    await db.close();
   }
 }
 

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { IPN_PATH } from '../src/http/routes/ipn.route.js';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../src/persistence/embedded-postgres.js';
-import { createScratchDatabase, databaseUrl } from '../src/persistence/scratch-postgres.js';
 import { startFakeNowPayments, type FakeNowPayments, type FakePayment } from '../src/sandbox/nowpayments.fake.js';
 import { startSandboxPayouts, type SandboxPayouts } from '../src/sandbox/sandbox-payouts.js';
 import { startFakeTelegram, type FakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
-import { cleanEnv, freePort, ServiceProcess } from './chaos.js';
+import { freePort } from '../src/persistence/scratch-postgres.js';
+import { cleanEnv, ServiceProcess } from './chaos.js';
+import { openRunDatabase } from './run-database.js';
 
 // Scale-out run (docs/deploy.md): several instances of the service (`src/main.ts`, each a child process
 // with its own ROLE) on ONE empty Postgres, started at the same moment (so they race the migrations,
@@ -704,37 +704,14 @@ async function main(): Promise<void> {
   const repeats = Math.max(1, Math.min(argValue(args, 'repeats', 2), 20));
   const say = (line: string) => process.stdout.write(`${line}\n`);
 
-  let cluster: { dir: string; handle: EmbeddedPostgresHandle } | null = null;
-  let adminUrl = process.env.DATABASE_URL;
-  if (!adminUrl) {
-    const dir = await mkdtemp(join(tmpdir(), 'telepay-scaleout-pg-'));
-    cluster = { dir, handle: await startEmbeddedPostgres({ dir, port: await freePort(), persistent: false }) };
-    adminUrl = cluster.handle.url;
-    say(`private Postgres cluster in ${dir}`);
-  }
-  const name = `telepay_scaleout_${seed}_${process.pid}`;
-  const scratch = await createScratchDatabase(adminUrl, name, { replace: true });
-  const cleanUp = async () => {
-    await scratch.drop().catch(() => {});
-    if (cluster) {
-      await cluster.handle.stop();
-      await rm(cluster.dir, { recursive: true, force: true });
-    }
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      say(`${signal}: stopping the run`);
-      for (const proc of running) proc.close();
-      void cleanUp().finally(() => process.exit(130));
-    });
-  }
+  const db = await openRunDatabase('scaleout', `telepay_scaleout_${seed}_${process.pid}`, { say, onSignal: () => running.forEach((proc) => proc.close()) });
   try {
-    const report = await runScaleOut({ databaseUrl: databaseUrl(adminUrl, name), roles, orders, repeats, kills, seed, concurrency: 24, settleTimeoutMs: 180_000, poolMax: 5, say });
+    const report = await runScaleOut({ databaseUrl: db.url, roles, orders, repeats, kills, seed, concurrency: 24, settleTimeoutMs: 180_000, poolMax: 5, say });
     say(summary(report));
     process.exitCode = report.violations.length ? 1 : 0;
     if (report.violations.length === 0 && !args.includes('--keep-logs')) await rm(report.logDir, { recursive: true, force: true });
   } finally {
-    await cleanUp();
+    await db.close();
   }
 }
 

@@ -25,7 +25,8 @@ export function databaseUrl(url: string, database: string): string {
   return u.toString();
 }
 
-function freePort(): Promise<number> {
+/** A TCP port free on loopback right now (the kernel's pick). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();

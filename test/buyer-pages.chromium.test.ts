@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from './support/service.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
 // The buyer's pages in a real headless Chromium, against the whole sandbox service (the route and
 // invite actors run; payouts do not): the success page in each state, in English and Russian, the
@@ -10,9 +11,7 @@ import { startTestService, type TestService } from './support/service.js';
 // button plays the buyer. With SCREENSHOTS=1 each state is saved under docs/screenshots at 1280 and
 // 390 px wide.
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`buyer-pages.chromium.test.ts skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('buyer-pages.chromium.test.ts');
 const SHOTS = process.env.SCREENSHOTS === '1' ? fileURLToPath(new URL('../docs/screenshots/', import.meta.url)) : null;
 const ADMIN = 'buyer-pages-admin-token-0123456789';
 
@@ -31,10 +30,7 @@ beforeAll(async () => {
     }),
   });
   expect(res.status).toBe(201);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   if (SHOTS) mkdirSync(SHOTS, { recursive: true });
 });
 afterAll(async () => {

@@ -1,19 +1,18 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { queueOf } from '../src/persistence/queues.js';
 import { paymentRow } from './support/engine.js';
 import { paymentIdOf, routeNotRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
 // The operator dashboard in a real headless Chromium (Debian package `chromium`; .ci/run installs it):
 // a payment parked for review shows in the stuck list, the operator's click and reason move it on, and
 // the page shows the new state, under its hash-only CSP, at desktop and phone widths.
 // DASHBOARD_SCREENSHOTS=1 also writes docs/screenshots/dashboard-1280.png and dashboard-390.png.
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`dashboard.chromium.test.ts skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('dashboard.chromium.test.ts');
 const SCREENSHOTS = process.env.DASHBOARD_SCREENSHOTS === '1';
 
 const token = 'dashboard-token-'.padEnd(32, 'x');
@@ -72,10 +71,7 @@ async function seedAFewProblems(): Promise<void> {
 beforeAll(async () => {
   if (!haveChromium) return;
   h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s' }, { effects: [], actors: { route: routeNotRun } });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   await seedAFewProblems();
 });
 afterAll(async () => {

@@ -1,19 +1,18 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
+import { type Browser, type Frame, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { routeNotRun } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
 // The operators' inspector page in a real headless Chromium (Debian package `chromium`), pointed at a
 // stub of the Stately inspector served here (INSPECTOR_URL): the stub says "connected" the way the real
 // one does and records every inspection event the page's @statelyai/inspect posts to it.
 // Screenshots for docs/screenshots: UPDATE_SCREENSHOTS=1 npx vitest run test/inspector.chromium.test.ts
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`inspector.chromium.test.ts skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('inspector.chromium.test.ts');
 const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? new URL('../docs/screenshots/', import.meta.url) : null;
 
 const TOKEN = 'inspector-browser-token-'.padEnd(32, 'x');
@@ -60,10 +59,7 @@ beforeAll(async () => {
   stubUrl = `http://127.0.0.1:${(stub.address() as AddressInfo).port}/inspect`;
   // Payments are driven by hand, event by event: routing is a job nobody works here.
   t = await startTestService({ ADMIN_TOKEN: TOKEN, INSPECTOR_URL: stubUrl }, { effects: [], actors: { route: routeNotRun } });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

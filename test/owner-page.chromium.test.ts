@@ -1,14 +1,13 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from './support/service.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
 // The owner's page in a real headless Chromium (Debian package `chromium`): it asks for the admin token,
 // then shows the money per period and the subscribers, under its hash-only CSP, at 1280 and 390 px.
 // OWNER_SCREENSHOTS=1 also writes docs/screenshots/owner-1280.png and owner-390.png.
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`owner-page.chromium.test.ts skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('owner-page.chromium.test.ts');
 const SCREENSHOTS = process.env.OWNER_SCREENSHOTS === '1';
 
 const ADMIN = 'owner-page-admin-token-'.padEnd(32, 'x');
@@ -65,10 +64,7 @@ async function seed(): Promise<void> {
 beforeAll(async () => {
   if (!haveChromium) return;
   t = await startTestService({ ADMIN_TOKEN: ADMIN }, { effects: [] });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   await seed();
 });
 afterAll(async () => {

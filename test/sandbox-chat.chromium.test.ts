@@ -1,17 +1,16 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from './support/service.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
 // The sandbox chat in a real headless Chromium: a newcomer on a fresh machine walks the whole buyer
 // journey in a browser. /start (a channel chip), a plan button, Pay (the sandbox checkout page), the
 // success page reaching done, and the invite message back in the chat. With SCREENSHOTS=1 the chat
 // with its plan buttons is saved under docs/screenshots at 1280 and 390 px wide.
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`sandbox-chat.chromium.test.ts skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('sandbox-chat.chromium.test.ts');
 const SHOTS = process.env.SCREENSHOTS === '1' ? fileURLToPath(new URL('../docs/screenshots/', import.meta.url)) : null;
 const ADMIN = 'sandbox-chat-admin-token-0123456789';
 
@@ -33,10 +32,7 @@ beforeAll(async () => {
     }),
   });
   expect(res.status).toBe(201);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   if (SHOTS) mkdirSync(SHOTS, { recursive: true });
 });
 afterAll(async () => {

@@ -1,22 +1,17 @@
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { paymentIdOf, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
+import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
 // The buyer's success page in a real headless Chromium (Debian package `chromium`; .ci/run installs it).
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`success-page.chromium.test.ts skipped: ${CHROMIUM} not found (apt-get install -y chromium)`);
+const haveChromium = chromiumAvailable('success-page.chromium.test.ts');
 
 let h: IntakeHarness;
 let browser: Browser;
 beforeAll(async () => {
   if (!haveChromium) return;
   h = await startIntake();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

@@ -1,12 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInviteActor, PENDING_LINK_LIFETIME_MS } from '../src/actors/telegram/invite.actor.js';
+import { PENDING_LINK_LIFETIME_MS } from '../src/actors/telegram/invite.actor.js';
 import type { EffectActor, EffectContext } from '../src/actors/effect-actor.js';
-import { startFakeTelegram, type FakeTelegram } from '../src/sandbox/telegram.fake.js';
-import { createTelegramBot } from '../src/telegram/client.js';
+import type { FakeTelegram } from '../src/sandbox/telegram.fake.js';
 import { orphanInviteLinks } from '../src/telegram/invites.repo.js';
-import { subscriptionQueues } from '../src/telegram/subscriptions.service.js';
-import { startTestEngine, type TestEngine } from './support/engine.js';
-import { buttonUrl, callsTo, inviteRow, paidOrderFixture, payAndRoute, TOKEN } from './telegram-fixtures.js';
+import type { TestEngine } from './support/engine.js';
+import { buttonUrl, callsTo, inviteRow, paidOrderFixture, payAndRoute, startInviteActorHarness } from './telegram-fixtures.js';
 
 // The invite actor under crashes, one perform at a time: a worker that dies during a 429 wait, an
 // earlier attempt that was superseded while it waited, and the links a lost answer or a crash leaves at
@@ -17,12 +15,8 @@ let tg: FakeTelegram;
 let actor: EffectActor;
 
 beforeAll(async () => {
-  e = await startTestEngine();
-  for (const [name, options] of Object.entries(subscriptionQueues)) await e.boss.createQueue(name, options);
-  tg = await startFakeTelegram({ token: TOKEN });
   // A 2 s request timeout keeps the timeout faults quick.
-  const bot = createTelegramBot({ token: TOKEN, apiRoot: tg.apiRoot, timeoutMs: 2_000, botInfo: tg.botInfo });
-  actor = createInviteActor({ pool: e.db.pool, boss: e.boss, api: bot.api, log: e.log, inviteExpireAfterMs: 86_400_000, leaseMs: 300_000, remindersMs: [] });
+  ({ e, tg, actor } = await startInviteActorHarness({ timeoutMs: 2_000 }));
 });
 afterAll(async () => {
   await e?.close();

@@ -1,9 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { expect, vi } from 'vitest';
+import { createInviteActor } from '../src/actors/telegram/invite.actor.js';
 import type { Engine } from '../src/persistence/apply-event.js';
 import type { PaymentEvent, Route } from '../src/machines/payment.events.js';
 import { startFakeTelegram, type FakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
 import type { ServiceOptions } from '../src/service.js';
+import { createTelegramBot } from '../src/telegram/client.js';
+import { subscriptionQueues } from '../src/telegram/subscriptions.service.js';
+import { startTestEngine } from './support/engine.js';
 import type { TestDatabase } from './support/database.js';
 import { startTestService, type TestService } from './support/service.js';
 
@@ -137,4 +141,18 @@ export function buttonUrl(call: TelegramCall | undefined): string | undefined {
 export async function inviteRow(db: TestDatabase, orderId: string) {
   const { rows } = await db.pool.query('SELECT * FROM invites WHERE order_id = $1', [orderId]);
   return rows[0] as Record<string, unknown> | undefined;
+}
+
+/**
+ * The invite actor on a test engine and a fake Bot API, driven one perform at a time (no workers), so a
+ * test can change the world between two attempts exactly where it means to.
+ */
+export async function startInviteActorHarness(options: { timeoutMs: number }) {
+  const e = await startTestEngine();
+  // The template database has the engine's queues; the module's own are created by the service, so here by hand.
+  for (const [name, queue] of Object.entries(subscriptionQueues)) await e.boss.createQueue(name, queue);
+  const tg = await startFakeTelegram({ token: TOKEN });
+  const bot = createTelegramBot({ token: TOKEN, apiRoot: tg.apiRoot, timeoutMs: options.timeoutMs, botInfo: tg.botInfo });
+  const actor = createInviteActor({ pool: e.db.pool, boss: e.boss, api: bot.api, log: e.log, inviteExpireAfterMs: 86_400_000, leaseMs: 300_000, remindersMs: [] });
+  return { e, tg, actor };
 }

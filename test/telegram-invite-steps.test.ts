@@ -1,13 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createInviteActor } from '../src/actors/telegram/invite.actor.js';
 import type { EffectActor, EffectContext } from '../src/actors/effect-actor.js';
 import { loadConfig } from '../src/config.js';
-import { startFakeTelegram, type FakeTelegram } from '../src/sandbox/telegram.fake.js';
-import { createTelegramBot } from '../src/telegram/client.js';
-import { subscriptionQueues } from '../src/telegram/subscriptions.service.js';
-import { startTestEngine, type TestEngine } from './support/engine.js';
+import type { FakeTelegram } from '../src/sandbox/telegram.fake.js';
+import type { TestEngine } from './support/engine.js';
 import { startTestService } from './support/service.js';
-import { buttonUrl, callsTo, inviteRow, paidOrderFixture, payAndRoute, TOKEN, waitForAccess } from './telegram-fixtures.js';
+import { buttonUrl, callsTo, inviteRow, paidOrderFixture, payAndRoute, waitForAccess, startInviteActorHarness } from './telegram-fixtures.js';
 
 // The invite actor's step-level idempotency, driven one perform at a time (no workers), so each test
 // can change the world between two attempts exactly where it means to.
@@ -17,12 +14,7 @@ let tg: FakeTelegram;
 let actor: EffectActor;
 
 beforeAll(async () => {
-  e = await startTestEngine();
-  // The template database has the engine's queues; the module's own are created by the service, so here by hand.
-  for (const [name, options] of Object.entries(subscriptionQueues)) await e.boss.createQueue(name, options);
-  tg = await startFakeTelegram({ token: TOKEN });
-  const bot = createTelegramBot({ token: TOKEN, apiRoot: tg.apiRoot, timeoutMs: 5_000, botInfo: tg.botInfo });
-  actor = createInviteActor({ pool: e.db.pool, boss: e.boss, api: bot.api, log: e.log, inviteExpireAfterMs: 86_400_000, leaseMs: 300_000, remindersMs: [] });
+  ({ e, tg, actor } = await startInviteActorHarness({ timeoutMs: 5_000 }));
 });
 afterAll(async () => {
   await e?.close();

@@ -177,9 +177,14 @@ export async function startService(config: Config, log: Logger, options: Service
       ...subscriptionQueues,
       ...batchQueues(config.PAYOUT_SETTLE_RETRY_LIMIT),
     });
-    // Routing runs inside the confirming transaction; a test that replaces its actor (slow, failing) gets it as a job.
-    const inline = Object.fromEntries(Object.entries(inlineEffects).filter(([effect]) => !options.actors?.[effect as EffectName]));
-    const engine = createEngine({ pool: db.pool, inline });
+    // Routing and the threshold credit run inside the confirming transaction; a test that replaces one's
+    // actor (slow, failing) gets it as a job.
+    const inline = Object.fromEntries(Object.entries(inlineEffects({ boss })).filter(([effect]) => !options.actors?.[effect as EffectName]));
+    const engine = createEngine({
+      pool: db.pool,
+      inline,
+      onInlineQueued: (paymentId, effect, err) => log.warn({ paymentId, effect, err }, 'inline effect failed; queued as a job instead'),
+    });
     // One LISTEN connection on journal inserts, for the operators' live pages; closed after HTTP stops.
     const journalFeed = startJournalFeed({ connectionString: db.url, log: log.child({ module: 'journal-feed' }) });
     stops.add(() => journalFeed.close());

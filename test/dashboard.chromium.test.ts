@@ -5,7 +5,7 @@ import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { queueOf } from '../src/persistence/queues.js';
 import { paymentRow } from './support/engine.js';
-import { paymentIdOf, routeNotRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
+import { paymentIdOf, inlineNotRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
 import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
 // The operator dashboard in a real headless Chromium (Debian package `chromium`; .ci/run installs it):
@@ -70,7 +70,7 @@ async function seedAFewProblems(): Promise<void> {
 
 beforeAll(async () => {
   if (!haveChromium) return;
-  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s' }, { effects: [], actors: { route: routeNotRun } });
+  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s' }, { effects: [], actors: inlineNotRun });
   browser = await launchChromium();
   await seedAFewProblems();
 });

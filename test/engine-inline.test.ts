@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { batchQueues } from '../src/actors/payouts/batches.js';
 import { createChannel } from '../src/channels/channel-admin.service.js';
 import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts } from '../src/machines/payment.events.js';
@@ -16,7 +17,7 @@ let t: TestEngine;
 let seq = 0;
 const newPaymentId = () => `${Date.now()}${String(++seq).padStart(3, '0')}`;
 
-async function seedOrder(strategy: 'instant' | 'threshold') {
+async function seedChannel(strategy: 'instant' | 'threshold', thresholdUsd = '100') {
   const openChannelId = `-10077${++seq}`;
   await createChannel(
     t.db.pool,
@@ -28,44 +29,109 @@ async function seedOrder(strategy: 'instant' | 'threshold') {
       currency: 'usdt',
       network: 'eth',
       strategy,
-      ...(strategy === 'threshold' ? { threshold_usd: '100' } : {}),
+      ...(strategy === 'threshold' ? { threshold_usd: thresholdUsd } : {}),
       platform_fee_percent: '10',
       plans: [{ plan_id: `${openChannelId}-m`, price_usd: '10', title: 'month', duration_days: 30 }],
     }),
   );
+  return openChannelId;
+}
+
+async function orderIn(openChannelId: string) {
   const orderId = `ord_inline_${++seq}`;
   await insertOrder(t.db.pool, { orderId, buyerTelegramId: '42', openChannelId, planId: `${openChannelId}-m`, priceUsd: '10', source: 'api' });
   return orderId;
 }
 
+async function seedOrder(strategy: 'instant' | 'threshold') {
+  return orderIn(await seedChannel(strategy));
+}
+
 const paid = (orderId: string): NpFacts => ({ orderId, payAmount: '10', actuallyPaid: '10', payCurrency: 'usdttrc20', priceAmount: '10', priceCurrency: 'usd' });
+/** Paid, with what arrived in the host wallet's currency: enough for the owner's share (9 USD of 10, fee 10%). */
+const paidWithOutcome = (orderId: string): NpFacts => ({ ...paid(orderId), outcomeAmount: '0.004', outcomeCurrency: 'eth' });
+
+const ledgerOf = async (paymentId: string) =>
+  (await t.db.pool.query<{ kind: string; payout_id: string | null }>(`SELECT kind, payout_id FROM ledger_entries WHERE payment_id = $1 ORDER BY kind`, [paymentId])).rows;
 
 const jobsOf = async (paymentId: string) =>
   (await t.db.pool.query<{ name: string }>(`SELECT name FROM pgboss.job WHERE data->>'paymentId' = $1 ORDER BY name`, [paymentId])).rows.map((r) => r.name);
 
 beforeAll(async () => {
   t = await startTestEngine({ inline: true });
+  // The service creates the threshold batches' queues at start; a claimed batch's job goes there.
+  for (const [name, options] of Object.entries(batchQueues(5))) await t.boss.createQueue(name, options);
 });
 afterAll(async () => {
   await t.close();
 });
 
 describe('routing inside the confirming transaction', () => {
-  it('np.finished returns already routed: two journal rows, the order claimed, invite and payout jobs queued, no route job', async () => {
+  it('np.finished returns already routed and, for a threshold channel, credited: three journal rows, the order claimed, the credit booked, only the invite queued', async () => {
     const orderId = await seedOrder('threshold');
     const paymentId = newPaymentId();
-    const result = await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paid(orderId) }, { source: 'ipn' });
-    expect(result).toMatchObject({ outcome: 'applied', version: 2, state: 'routed' });
+    const result = await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' });
+    expect(result).toMatchObject({ outcome: 'applied', version: 3, state: 'accumulated' });
     expect((await journalOf(t.db, paymentId)).map((j) => [j.seq, j.event_type, j.source])).toEqual([
       [1, 'np.finished', 'ipn'],
       [2, 'route.done', 'actor:route'],
+      [3, 'accumulate.done', 'actor:accumulate'],
     ]);
-    expect(await jobsOf(paymentId)).toEqual([queueOf('accumulate'), queueOf('invite')]);
+    expect(await jobsOf(paymentId)).toEqual([queueOf('invite')]);
+    expect(await ledgerOf(paymentId)).toEqual([
+      { kind: 'payment_credit', payout_id: null },
+      { kind: 'platform_fee', payout_id: null },
+    ]);
     const { rows } = await t.db.pool.query('SELECT granted_payment_id FROM orders WHERE order_id = $1', [orderId]);
     expect(rows[0].granted_payment_id).toBe(paymentId);
-    // A replay changes nothing and queues nothing.
-    expect(await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paid(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'duplicate', version: 2 });
-    expect(await jobsOf(paymentId)).toHaveLength(2);
+    // A replay changes nothing, books nothing and queues nothing.
+    expect(await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'duplicate', version: 3 });
+    expect(await jobsOf(paymentId)).toHaveLength(1);
+    expect(await ledgerOf(paymentId)).toHaveLength(2);
+  });
+
+  it('a threshold credit that cannot be booked (a ledger fault) becomes a job: the payment is routed and its invite queued all the same, nothing half-booked', async () => {
+    const channel = await seedChannel('threshold');
+    const orderId = await orderIn(channel);
+    const paymentId = newPaymentId();
+    // A real fault inside Postgres, for this channel only: every ledger insert fails.
+    const fn = `fail_ledger_${++seq}`;
+    await t.db.pool.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'ledger is read-only'; END $$`);
+    await t.db.pool.query(`CREATE TRIGGER ${fn} BEFORE INSERT ON ledger_entries FOR EACH ROW WHEN (NEW.open_channel_id = ${channel}) EXECUTE FUNCTION ${fn}()`);
+    try {
+      const result = await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' });
+      expect(result).toMatchObject({ outcome: 'applied', version: 2, state: 'routed' });
+      const journal = await t.db.pool.query<{ seq: number; event_type: string; effects: { effect: string }[] }>(
+        'SELECT seq, event_type, effects FROM payment_journal WHERE payment_id = $1 ORDER BY seq', [paymentId]);
+      expect(journal.rows.map((j) => [j.seq, j.event_type, j.effects.map((e) => e.effect).sort()])).toEqual([
+        [1, 'np.finished', []],
+        [2, 'route.done', ['accumulate', 'invite']],
+      ]);
+      expect(await jobsOf(paymentId)).toEqual([queueOf('accumulate'), queueOf('invite')]);
+      expect(await ledgerOf(paymentId)).toEqual([]);
+      const { rows } = await t.db.pool.query('SELECT granted_payment_id FROM orders WHERE order_id = $1', [orderId]);
+      expect(rows[0].granted_payment_id).toBe(paymentId);
+    } finally {
+      await t.db.pool.query(`DROP TRIGGER ${fn} ON ledger_entries; DROP FUNCTION ${fn}()`);
+    }
+  });
+
+  it('12 payments of one threshold channel confirmed at once: claims take turns, so every batch is claimed the moment it is worth the threshold', async () => {
+    // 9 USD per payment for the owner, threshold 27: a batch is exactly three credits. Without the
+    // channel's claim lock two payments committing together would each miss the other's credit and
+    // leave a claimable batch to the periodic sweep (here: none runs).
+    const channel = await seedChannel('threshold', '27');
+    const orders = await Promise.all(Array.from({ length: 12 }, () => orderIn(channel)));
+    const results = await Promise.all(orders.map((orderId) => t.engine.applyEvent(newPaymentId(), { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })));
+    expect(results.map((r) => [r.outcome, r.version, r.state])).toEqual(Array.from({ length: 12 }, () => ['applied', 3, 'accumulated']));
+    const { rows: batches } = await t.db.pool.query<{ batch_id: string; entry_count: number; usd_value: string }>(
+      'SELECT batch_id, entry_count, trim_scale(usd_value)::text AS usd_value FROM payout_batches WHERE open_channel_id = $1', [channel]);
+    expect(batches.map((b) => [b.entry_count, b.usd_value])).toEqual([[3, '27'], [3, '27'], [3, '27'], [3, '27']]);
+    const { rows: open } = await t.db.pool.query(`SELECT 1 FROM ledger_entries WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`, [channel]);
+    expect(open).toEqual([]);
+    // Each batch's payment job was queued with its claim.
+    const { rows: jobs } = await t.db.pool.query<{ batch: string }>(`SELECT data->>'batchId' AS batch FROM pgboss.job WHERE name = 'payout-batch' AND data->>'batchId' = ANY($1)`, [batches.map((b) => b.batch_id)]);
+    expect(jobs).toHaveLength(4);
   });
 
   it('a rejection parks the payment in the same transaction and queues nothing', async () => {

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { type Browser, type Frame, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
-import { routeNotRun } from './support/intake.js';
+import { inlineNotRun } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
 import { chromiumAvailable, launchChromium } from './support/chromium.js';
 
@@ -58,7 +58,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => stub.listen(0, '127.0.0.1', resolve));
   stubUrl = `http://127.0.0.1:${(stub.address() as AddressInfo).port}/inspect`;
   // Payments are driven by hand, event by event: routing is a job nobody works here.
-  t = await startTestService({ ADMIN_TOKEN: TOKEN, INSPECTOR_URL: stubUrl }, { effects: [], actors: { route: routeNotRun } });
+  t = await startTestService({ ADMIN_TOKEN: TOKEN, INSPECTOR_URL: stubUrl }, { effects: [], actors: inlineNotRun });
   browser = await launchChromium();
 });
 afterAll(async () => {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { parseNotification, startJournalFeed, type JournalFeed } from '../src/operator/journal-feed.js';
 import { createLogger } from '../src/logger.js';
-import { routeNotRun } from './support/intake.js';
+import { inlineNotRun } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
 
 // The operators' inspector and statechart surface, server side: the journal with payloads, the live
@@ -15,7 +15,7 @@ let t: TestService;
 
 beforeAll(async () => {
   // Payments are driven by hand, event by event: routing is a job nobody works here.
-  t = await startTestService({ ADMIN_TOKEN: token }, { effects: [], actors: { route: routeNotRun } });
+  t = await startTestService({ ADMIN_TOKEN: token }, { effects: [], actors: inlineNotRun });
 });
 afterAll(async () => {
   await t?.close();

@@ -95,6 +95,29 @@ describe('IPN door: verified bodies', () => {
     expect((await payment(paymentIdOf(p)))?.state).toBe('routed');
   });
 
+  it('a re-send of bytes this process applied is answered without the database: duplicate, even while the deliveries table is locked', async () => {
+    const { orderId } = await seedOrder(h);
+    const p = h.np.pay(orderId, { status: 'confirming' });
+    expect(JSON.parse((await h.np.sendIpn(p)).body)).toMatchObject({ status: 'applied' });
+    // Any statement on ipn_deliveries would now wait for this lock; the answer must not.
+    const holder = await h.t.db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE ipn_deliveries IN ACCESS EXCLUSIVE MODE');
+      const again = await fetch(h.webhook, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-nowpayments-sig': h.np.ipns.at(-1)!.signature! },
+        body: JSON.stringify(h.np.ipns.at(-1)!.body),
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect(await again.json()).toMatchObject({ status: 'duplicate' });
+    } finally {
+      await holder.query('ROLLBACK');
+      holder.release();
+    }
+    expect(await deliveriesOf(h.t.db, paymentIdOf(p))).toEqual([expect.objectContaining({ status: 'applied' })]);
+  });
+
   it('ids and amounts as numbers or as strings give the same exact facts (no floats)', async () => {
     const { orderId } = await seedOrder(h, { priceUsd: '0.3' });
     const waiting = h.np.pay(orderId, { status: 'waiting', payAmount: 0.3 });

@@ -4,7 +4,7 @@ import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { ChainError } from '../src/providers/chain/chain.errors.js';
 import { ChangeNowError } from '../src/providers/changenow/changenow.errors.js';
 import { paymentRow } from './support/engine.js';
-import { seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
+import { notRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
 
 // /metrics as Prometheus scrapes it: the operator gauges read from the database at scrape time
 // (METRICS_CACHE_FOR=0s here, so each scrape reads), the counters the effect runner and the Telegram
@@ -15,6 +15,7 @@ const token = 'metrics-token-'.padEnd(32, 'x');
 let h: IntakeHarness;
 
 // The route actor, as the test needs it per payment: fail once then park, fail for good, or route.
+// The owner's credit stays a queued job nobody works, so a routed payment keeps both its jobs waiting.
 const routeActor: EffectActor = {
   effect: 'route',
   async perform(job, context): Promise<PaymentEvent> {
@@ -31,7 +32,7 @@ const routeActor: EffectActor = {
 };
 
 beforeAll(async () => {
-  h = await startIntake({ ADMIN_TOKEN: token, METRICS_CACHE_FOR: '0s', STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s' }, { effects: ['route'], actors: { route: routeActor } });
+  h = await startIntake({ ADMIN_TOKEN: token, METRICS_CACHE_FOR: '0s', STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s' }, { effects: ['route'], actors: { route: routeActor, accumulate: notRun('accumulate') } });
 });
 afterAll(async () => {
   await h?.close();

@@ -5,7 +5,7 @@ import { BATCH_DEAD_LETTER_QUEUE } from '../src/operator/dead-letters.repo.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../src/persistence/queues.js';
 import { jobsFor, journalOf, paymentRow } from './support/engine.js';
-import { routeNotRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
+import { inlineNotRun, seedOrder, startIntake, uniqueId, type IntakeHarness } from './support/intake.js';
 
 // The operator surface over a real service (no effect workers and routing as an unworked job, so every
 // payment stays where a test puts it; the dead-letter worker runs). needs_review and underpaid are stuck at once (0s); other states
@@ -16,7 +16,7 @@ const auth = { authorization: `Bearer ${token}` };
 let h: IntakeHarness;
 
 beforeAll(async () => {
-  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s,accumulated=never' }, { effects: [], actors: { route: routeNotRun } });
+  h = await startIntake({ ADMIN_TOKEN: token, STUCK_AFTER: '1h', STUCK_AFTER_STATES: 'needs_review=0s,underpaid=0s,accumulated=never' }, { effects: [], actors: inlineNotRun });
 });
 afterAll(async () => {
   await h?.close();

@@ -5,6 +5,7 @@ import { queueOf } from '../src/persistence/queues.js';
 import { startService } from '../src/service.js';
 import { checkBooks } from '../src/payouts/books.js';
 import { createTestDatabase } from './support/database.js';
+import { notRun } from './support/intake.js';
 import { payAndRoute, seedPayoutChannel } from './support/payouts.js';
 import type { TestService } from './support/service.js';
 
@@ -17,8 +18,8 @@ describe('the payout backlog', () => {
     const db = await createTestDatabase();
     const config = loadConfig({ NODE_ENV: 'test', PORT: '0', LOG_LEVEL: (process.env.TEST_LOG_LEVEL ?? 'silent') as string, DATABASE_URL: db.url, JOB_RETRY_DELAY: '1s', JOB_RETRY_DELAY_MAX: '2s' });
     const log = createLogger(config.LOG_LEVEL);
-    // The old version: nothing works the payout queues.
-    const old = await startService(config, log, { effects: [] });
+    // The old version: nothing works the payout queues (and the threshold credit was a job then).
+    const old = await startService(config, log, { effects: [], actors: { accumulate: notRun('accumulate') } });
     const asTest = (service: typeof old) => ({ service, db, config, url: '', close: async () => {} }) as unknown as TestService;
     let paymentIds: string[];
     try {

@@ -10,17 +10,19 @@ import { creditPayment } from '../src/payouts/ledger.repo.js';
 import { createPayoutExecutor, NotYet } from '../src/payouts/payout-executor.js';
 import type { HostWallet } from '../src/providers/chain/host-wallet.js';
 import type { ChangeNowClient } from '../src/providers/changenow/changenow.client.js';
+import { notRun } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
 import { hostTransactions, payAndRoute, seedPayoutChannel } from './support/payouts.js';
 
 // A worker that dies at each point of the money path, then a fresh one that runs the same step again:
 // the recorded steps make the second run resume, so exactly one exchange is funded and the host wallet
 // broadcasts exactly one transaction per payout (counted on the chain), and the books balance.
-// No actors run in the service here: the test plays the worker, with providers that "crash" on cue.
+// No actors run in the service here: the test plays the worker, with providers that "crash" on cue
+// (the threshold credit too, which the service would book and claim inside the routing transaction).
 
 let t: TestService;
 beforeAll(async () => {
-  t = await startTestService({}, { effects: [] });
+  t = await startTestService({}, { effects: [], actors: { accumulate: notRun('accumulate') } });
 });
 afterAll(async () => {
   await t?.close();

@@ -67,9 +67,9 @@ describe('threshold payouts', () => {
   it('20 concurrent payments crossing the threshold together: each credit in at most one batch, batches paid, books exact to the wei', async () => {
     const channel = await seedPayoutChannel(t, { strategy: 'threshold', currency: 'usdt', network: 'eth', thresholdUsd: '50' });
     await Promise.all(Array.from({ length: 20 }, () => payAndRoute(t, channel)));
-    // 9 USD per payment for the owner: a batch claims the open credits once they are worth 50 USD. How
-    // many credits each batch takes depends on how the 20 commits interleave; what may never happen is a
-    // credit in two batches, a claimed credit outside a batch, or open credits left worth the threshold.
+    // 9 USD per payment for the owner: a batch claims the open credits once they are worth 50 USD. What
+    // may never happen is a credit in two batches, a claimed credit outside a batch, or open credits left
+    // worth the threshold.
     const credits = async () =>
       (
         await t.db.pool.query<{ payment_id: string; payout_id: string | null; amount_units: string; usd_value: string }>(
@@ -106,6 +106,9 @@ describe('threshold payouts', () => {
     // Every credit is open or in exactly one batch (payout_id is one value), and nothing claimable is left behind.
     expect(batched + open.length).toBe(20);
     expect(open.reduce((sum, c) => sum + Number(c.usd_value), 0)).toBeLessThan(50);
+    // Claims of a channel take turns with the credits (each commits before the next claim looks), so a
+    // batch is claimed the moment its credits are worth 50 USD: 6 credits of 9 USD, never more.
+    expect(batches.map((b) => b.entry_count)).toEqual([6, 6, 6]);
     const waiting = await t.db.pool.query<{ state: string }>('SELECT state FROM payments WHERE payment_id = ANY($1)', [open.map((c) => c.payment_id)]);
     expect(waiting.rows.every((r) => r.state === 'accumulated')).toBe(true);
     const books = await checkBooks(t.db.pool);

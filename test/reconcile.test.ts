@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { RECONCILE_QUEUE, reconcileOnce, type ReconcileDeps } from '../src/intake/reconcile.job.js';
 import { journalOf } from './support/engine.js';
-import { paymentIdOf, routeNotRun, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
+import { paymentIdOf, inlineNotRun, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
 
 let h: IntakeHarness;
 beforeAll(async () => {
   // Reconciliation alone: a healed payment stays confirmed (routing is a job nobody works here).
-  h = await startIntake({}, { effects: [], actors: { route: routeNotRun } });
+  h = await startIntake({}, { effects: [], actors: inlineNotRun });
 });
 afterAll(async () => {
   await h.close();

@@ -58,8 +58,9 @@ async function grantedTo(orderId: string) {
 }
 
 beforeAll(async () => {
-  // As the service runs it: routing inside the transaction that makes the payment confirmed.
-  t = await startTestEngine({ inline: true });
+  // As the service runs it: routing inside the transaction that makes the payment confirmed (the
+  // payout effects stay queued: routing is studied here, not the ledger).
+  t = await startTestEngine({ inline: ['route'] });
   await seedChannel('-1001', 'instant', [{ plan_id: 'c1-month', price_usd: '9.99' }, { plan_id: 'c1-year', price_usd: '99' }]);
   await seedChannel('-1002', 'threshold', [{ plan_id: 'c2-month', price_usd: '20' }]);
 });

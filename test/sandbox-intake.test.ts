@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IPN_PATH } from '../src/http/routes/ipn.route.js';
 import { journalOf } from './support/engine.js';
-import { routeNotRun, startIntake, uniqueId } from './support/intake.js';
+import { inlineNotRun, startIntake, uniqueId } from './support/intake.js';
 import { startTestService, type TestService } from './support/service.js';
 
 // Sandbox: no NowPayments credentials, so the service runs against the in-process fake and offers a
@@ -10,7 +10,7 @@ import { startTestService, type TestService } from './support/service.js';
 let t: TestService;
 beforeAll(async () => {
   // The intake alone: no worker, and routing as a job nobody works (orders here have no channel).
-  t = await startTestService({}, { effects: [], actors: { route: routeNotRun } });
+  t = await startTestService({}, { effects: [], actors: inlineNotRun });
 });
 afterAll(async () => {
   await t.close();

@@ -7,7 +7,7 @@ import type { EffectName } from '../machines/payment.events.js';
 import type { InlineEffect } from '../persistence/apply-event.js';
 import type { PayoutExecutor } from '../payouts/payout-executor.js';
 import type { EffectActor } from './effect-actor.js';
-import { createAccumulateActor } from './payouts/accumulate.actor.js';
+import { accumulateInline, createAccumulateActor } from './payouts/accumulate.actor.js';
 import { createSettleActor } from './payouts/settle.actor.js';
 import { createSplitActor } from './payouts/split.actor.js';
 import { createRouteActor, routeInline } from './route/route.actor.js';
@@ -17,10 +17,13 @@ import { createInviteActor } from './telegram/invite.actor.js';
 // `effect.<name>` actions); the engine turns each into a job on queue `effect-<name>`; the actor listed
 // here works that queue. This table is the whole map from a decision to the code that carries it out.
 // An effect that needs only our own tables is not a job: the engine performs it inside the transition's
-// own transaction (inlineEffects). Routing is the one such effect; its worker remains only to drain
-// route jobs queued by an earlier version.
+// own transaction (inlineEffects). Routing and the threshold owner's ledger credit are such effects.
+// Their workers remain: route's only drains jobs queued by an earlier version; accumulate's also runs
+// the credits whose inline run failed (onError 'queue').
 
-export const inlineEffects: Partial<Record<EffectName, InlineEffect>> = { route: routeInline };
+export function inlineEffects(deps: { boss: PgBoss }): Partial<Record<EffectName, InlineEffect>> {
+  return { route: routeInline, accumulate: accumulateInline(deps) };
+}
 
 export interface ActorDeps {
   pool: pg.Pool;

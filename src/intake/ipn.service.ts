@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { findJsonProblem, sanitizeJson } from '../domain/text.js';
@@ -29,7 +30,8 @@ import { ipnProcessed } from './ipn.metrics.js';
 // Cost: a usable IPN is stored, applied and marked in ONE transaction (the delivery row, written once
 // with its outcome, the payment, its journal and its jobs commit together). If anything in it fails, it all rolls back and the IPN
 // takes the careful path: stored on its own first, then applied, so "stored even if applying fails"
-// holds exactly as before. A re-sent body already applied costs one statement and writes nothing.
+// holds exactly as before. A re-sent body already applied costs one statement and writes nothing, or
+// nothing at all when this process applied it (settled, below).
 
 export type IpnOutcome =
   | { status: 'applied' | 'duplicate'; deliveryId: string; paymentId: string | null; /** null when answered from the stored delivery. */ version: number | null }
@@ -51,6 +53,13 @@ export interface IpnService {
 
 export function createIpnService(deps: IpnServiceDeps): IpnService {
   const { pool, engine, log } = deps;
+  // Bodies this process stored and applied, by the hash of their bytes -> their delivery id, remembered
+  // once the transaction committed. NowPayments re-sends the same bytes (retries, every status again):
+  // such a re-send is answered from here, no database round trip and nothing written. Only settled
+  // outcomes (applied, or the machine already had it) are remembered; a body stored but not applied is
+  // always looked up, so its re-send still re-applies it. Another instance, or this one after a restart,
+  // finds the stored row instead: the answer is the same.
+  const settled = new LRUCache<string, string>({ max: 20_000 });
 
   async function park(deliveryId: string, paymentId: string | null, problem: string, eventType: string | null = null): Promise<IpnOutcome> {
     await markDelivery(pool, deliveryId, { status: 'parked', problem, paymentId, eventType });
@@ -139,6 +148,7 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
       if (update.status === 'parked') return { status: 'parked', deliveryId: id, paymentId, problem: update.problem! };
       return { status: update.status as 'applied' | 'duplicate', deliveryId: id, paymentId, version: result.version };
     });
+    if (outcome.status === 'applied' || outcome.status === 'duplicate') settled.set(delivery.bodyHash, outcome.deliveryId);
     if (outcome.status === 'parked') log.warn({ deliveryId: outcome.deliveryId, paymentId, problem: outcome.problem }, 'verified IPN parked: it cannot be applied as it stands; resume with replayDelivery');
     else if (outcome.status === 'applied' || (outcome.status === 'duplicate' && outcome.version !== null)) log.info({ deliveryId: outcome.deliveryId, paymentId, event: event.type, outcome: outcome.status, source: 'ipn' }, 'IPN applied');
     ipnProcessed.inc({ outcome: outcome.status });
@@ -155,11 +165,17 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
   return {
     async receive(raw, body) {
       const mapping = mapIpnBody(body);
+      const bodyHash = createHash('sha256').update(raw).digest('hex');
+      const settledAs = settled.get(bodyHash);
+      if (settledAs) {
+        ipnProcessed.inc({ outcome: 'duplicate' });
+        return { status: 'duplicate', deliveryId: settledAs, paymentId: mapping.paymentId, version: null };
+      }
       const rawBody = raw.toString('utf8');
       const sanitised = () => JSON.stringify(sanitizeJson(body));
       const unsafe = findJsonProblem(body, '');
       const delivery: NewDelivery = {
-        bodyHash: createHash('sha256').update(raw).digest('hex'),
+        bodyHash,
         rawBody,
         // The raw text keeps numbers exact; text jsonb would refuse goes straight to the sanitised copy.
         jsonBody: unsafe ? sanitised() : rawBody,

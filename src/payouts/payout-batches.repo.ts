@@ -41,10 +41,10 @@ export function batchPayoutId(batchId: string): string {
  */
 export async function claimBatch(
   db: Queryable,
-  c: { openChannelId: string; thresholdUsd: DecimalString; batchId: string },
+  c: { openChannelId: string; thresholdUsd: DecimalString; batchId: string; /** The id was just generated: no batch can have it, so it is not looked up. */ fresh?: boolean },
 ): Promise<ClaimedBatch | null> {
   if (!isDecimalString(c.thresholdUsd) || c.thresholdUsd.startsWith('-')) throw new Error(`thresholdUsd must be a non-negative decimal, got ${c.thresholdUsd}`);
-  const existing = await findBatch(db, c.batchId);
+  const existing = c.fresh ? null : await findBatch(db, c.batchId);
   if (existing) {
     if (existing.openChannelId !== c.openChannelId) {
       throw new Error(`batch ${c.batchId} belongs to channel ${existing.openChannelId}, not ${c.openChannelId}`);
@@ -95,6 +95,20 @@ export async function claimBatch(
     entryIds: row.entryIds,
     status: 'claimed',
   };
+}
+
+/**
+ * Serialises the channel's claims until the caller's transaction ends. A payment's credit and the claim
+ * after it share one transaction (the accumulate effect runs inside the transition that routes the
+ * payment); without this lock two payments crossing the threshold together would each sum only the
+ * credits committed before them, miss each other's, and leave the batch to the periodic sweep. With it,
+ * the second claimer waits until the first committed, and its sum (a new statement, so a new snapshot
+ * under READ COMMITTED) sees the first's credit. Taken after the credit insert and right before the
+ * claim, so it is held only for the end of the transaction. Outside a transaction it is released at
+ * once and protects nothing: callers hold one.
+ */
+export async function lockChannelClaims(db: Queryable, openChannelId: string): Promise<void> {
+  await db.query({ name: 'batch-claim-lock', text: `SELECT pg_advisory_xact_lock(hashtextextended('telepay:batch-claim:' || $1::text, 0))`, values: [openChannelId] });
 }
 
 /** A batch with the ids of the credits it claimed. */

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import type pg from 'pg';
 import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
 import { initialSnapshot, persist, restore, step, type Effect, type PaymentSnapshot } from '../machines/payment.step.js';
@@ -47,15 +48,25 @@ export interface Engine {
 
 /**
  * An effect decided from our own tables alone (no outside world), inside the transaction that makes
- * the transition asking for it: its result event is stepped at once and both journal rows commit
- * together. Routing is one: it only reads the order, channel and plan and claims the order.
+ * the transition asking for it: its result event is stepped at once and the journal rows commit
+ * together. Routing is one (it reads the order, channel and plan and claims the order), the threshold
+ * owner's ledger credit another.
+ *
+ * onError says what its failure means. 'fail': the transition fails with it (routing: nothing after it
+ * can run without a route; the sender retries). 'queue': its writes are taken back to a savepoint and
+ * it is queued as a job instead, so a ledger fault never holds the invite decided in the same step.
  */
-export type InlineEffect = (tx: Queryable, snapshot: PaymentSnapshot) => Promise<PaymentEvent>;
+export interface InlineEffect {
+  perform(tx: Queryable, snapshot: PaymentSnapshot): Promise<PaymentEvent>;
+  onError: 'fail' | 'queue';
+}
 
 export interface EngineDeps {
   pool: pg.Pool;
   /** Effects performed inside the transition's transaction instead of as a job. */
   inline?: Partial<Record<EffectName, InlineEffect>>;
+  /** Told when an inline effect with onError 'queue' failed and became a job. */
+  onInlineQueued?: (paymentId: string, effect: EffectName, error: unknown) => void;
 }
 
 interface Known {
@@ -67,23 +78,6 @@ interface Known {
 interface Seen extends Known {
   /** The event already stepped on this snapshot (when it came from memory). */
   stepped?: ReturnType<typeof step>;
-}
-
-/** Least-recently-used snapshots by payment; an entry is only a guess, checked by the version compare-and-set. */
-class RecentSnapshots {
-  private readonly entries = new Map<string, Known>();
-  constructor(private readonly max: number) {}
-  get(paymentId: string): Known | undefined {
-    return this.entries.get(paymentId);
-  }
-  remember(paymentId: string, known: Known): void {
-    this.entries.delete(paymentId);
-    this.entries.set(paymentId, known);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-  }
-  forget(paymentId: string): void {
-    this.entries.delete(paymentId);
-  }
 }
 
 interface Row {
@@ -141,7 +135,8 @@ const INSERT_IF_ABSENT = {
 export function createEngine(deps: EngineDeps): Engine {
   const { pool } = deps;
   const inline = deps.inline ?? {};
-  const recent = new RecentSnapshots(10_000);
+  // Least-recently-used snapshots by payment; an entry is only a guess, checked by the version compare-and-set.
+  const recent = new LRUCache<string, Known>({ max: 10_000 });
   const isInline = (effect: EffectName) => inline[effect] !== undefined;
 
   async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult | Refused> {
@@ -166,8 +161,8 @@ export function createEngine(deps: EngineDeps): Engine {
         else if (options.tx) written = await inSavepoint(options.tx, first.effects.some((e) => isInline(e.effect)), write);
         else written = await inOwnTransaction(write);
       } finally {
-        if (written) recent.remember(paymentId, { version: written.version, state: written.state, snapshot: written.snapshot });
-        else recent.forget(paymentId);
+        if (written) recent.set(paymentId, { version: written.version, state: written.state, snapshot: written.snapshot });
+        else recent.delete(paymentId);
       }
       if (written) return { outcome: 'applied', paymentId, version: written.version, state: written.state, effects: written.effects };
       // Another writer committed this version first: re-read and decide again on its result.
@@ -184,21 +179,31 @@ export function createEngine(deps: EngineDeps): Engine {
   async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[]) {
     let snapshot = entries[0]!.to;
     const jobs: Effect[] = [];
-    let pending = [...entries[0]!.effects];
-    entries[0]!.effects = pending.filter((e) => !isInline(e.effect));
+    // Each effect with the journal row whose step asked for it: that row lists the ones that became jobs.
+    let pending = entries[0]!.effects.map((effect) => ({ effect, entry: entries[0]! }));
+    entries[0]!.effects = [];
+    const queue = (effect: Effect, entry: Entry) => {
+      jobs.push(effect);
+      entry.effects.push(effect);
+    };
     while (pending.length > 0) {
-      const effect = pending.shift()!;
-      const perform = inline[effect.effect];
-      if (!perform) {
-        jobs.push(effect);
+      const { effect, entry } = pending.shift()!;
+      const spec = inline[effect.effect];
+      if (!spec) {
+        queue(effect, entry);
         continue;
       }
-      const result = await perform(tx, snapshot);
+      const result = spec.onError === 'queue' ? await performOrQueue(tx, paymentId, effect, spec, snapshot) : await spec.perform(tx, snapshot);
+      if (result === null) {
+        queue(effect, entry);
+        continue;
+      }
       const stepped = step(snapshot, result);
       if (!stepped.changed) continue;
-      entries.push({ event: result, source: `actor:${effect.effect}`, from: snapshot, to: stepped.next, effects: stepped.effects.filter((e) => !isInline(e.effect)) });
+      const next: Entry = { event: result, source: `actor:${effect.effect}`, from: snapshot, to: stepped.next, effects: [] };
+      entries.push(next);
       snapshot = stepped.next;
-      pending = [...pending, ...stepped.effects];
+      pending = [...pending, ...stepped.effects.map((e) => ({ effect: e, entry: next }))];
     }
 
     const version = base + entries.length;
@@ -244,8 +249,22 @@ export function createEngine(deps: EngineDeps): Engine {
     const row = (await db.query<Row>({ name: 'payment-read', text: 'SELECT snapshot, version, state FROM payments WHERE payment_id = $1', values: [paymentId] })).rows[0];
     if (!row) return null;
     const seen = { version: row.version, state: row.state, snapshot: restore(row.snapshot) };
-    recent.remember(paymentId, seen);
+    recent.set(paymentId, seen);
     return seen;
+  }
+
+  /** An inline effect whose failure makes it a job: null when it failed (its writes taken back). */
+  async function performOrQueue(tx: Queryable, paymentId: string, effect: Effect, spec: InlineEffect, snapshot: PaymentSnapshot): Promise<PaymentEvent | null> {
+    await tx.query('SAVEPOINT inline_effect');
+    try {
+      const result = await spec.perform(tx, snapshot);
+      await tx.query('RELEASE SAVEPOINT inline_effect');
+      return result;
+    } catch (error) {
+      await tx.query('ROLLBACK TO SAVEPOINT inline_effect');
+      deps.onInlineQueued?.(paymentId, effect.effect, error);
+      return null;
+    }
   }
 
   /** The state change, its inline effects and its jobs in one transaction of the engine's own. */

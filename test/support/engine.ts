@@ -2,6 +2,7 @@ import { PgBoss } from 'pg-boss';
 import type { Logger } from 'pino';
 import { inlineEffects } from '../../src/actors/index.js';
 import { createLogger } from '../../src/logger.js';
+import type { EffectName } from '../../src/machines/payment.events.js';
 import { createEngine, type Engine } from '../../src/persistence/apply-event.js';
 import { createBoss } from '../../src/persistence/queues.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -16,15 +17,17 @@ export interface TestEngine {
 
 /**
  * A real engine on a fresh database: pg-boss started, queues from the template. By default every effect
- * is a job (the engine's mechanism, studied on its own); `inline: true` routes inside the transition as
- * the service does.
+ * is a job (the engine's mechanism, studied on its own); `inline: true` routes (and credits threshold
+ * owners) inside the transition as the service does; `inline: ['route']` only routes there.
  */
-export async function startTestEngine(options: { inline?: boolean } = {}): Promise<TestEngine> {
+export async function startTestEngine(options: { inline?: boolean | EffectName[] } = {}): Promise<TestEngine> {
   const db = await createTestDatabase();
   const boss = createBoss(db.url, { max: 10, schedule: false });
   boss.on('error', () => {});
   await boss.start();
-  const engine = createEngine({ pool: db.pool, inline: options.inline ? inlineEffects : {} });
+  const all = inlineEffects({ boss });
+  const inline = options.inline === true ? all : Object.fromEntries(Object.entries(all).filter(([effect]) => Array.isArray(options.inline) && options.inline.includes(effect as EffectName)));
+  const engine = createEngine({ pool: db.pool, inline });
   const log = createLogger((process.env.TEST_LOG_LEVEL ?? 'silent') as 'silent');
   return {
     db,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { EffectActor } from '../../src/actors/effect-actor.js';
 import { IPN_PATH } from '../../src/http/routes/ipn.route.js';
+import type { EffectName } from '../../src/machines/payment.events.js';
 import { createNowPaymentsClient } from '../../src/nowpayments/client.js';
 import { signStatusToken } from '../../src/orders/status-token.js';
 import type { ServiceOptions } from '../../src/service.js';
@@ -20,10 +21,13 @@ export interface IntakeHarness {
 }
 
 /**
- * Routing as a queued job that no worker takes: with it a payment stays where a test puts it (confirmed
- * after np.finished), where the service would otherwise route inside the confirming transaction.
+ * An inline effect (route, accumulate) as a queued job that no worker takes: with it a payment stays
+ * where a test puts it (confirmed after np.finished; routed with its payout waiting), where the service
+ * would otherwise perform it inside the transition's transaction.
  */
-export const routeNotRun: EffectActor = { effect: 'route', perform: () => Promise.reject(new Error('routing is not run in this test')) };
+export const notRun = (effect: EffectName): EffectActor => ({ effect, perform: () => Promise.reject(new Error(`${effect} is not run in this test`)) });
+/** Every inline effect as such a job: for tests that move payments by hand (operators, intake alone). */
+export const inlineNotRun = { route: notRun('route'), accumulate: notRun('accumulate') };
 
 /** The service with no effect actors running (intake alone), pointed at a fake NowPayments with known credentials (not the sandbox). */
 export async function startIntake(env: Record<string, string> = {}, options: ServiceOptions = { effects: [] }): Promise<IntakeHarness> {

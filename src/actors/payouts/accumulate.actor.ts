@@ -1,26 +1,47 @@
 import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
 import type { PaymentEvent } from '../../machines/payment.events.js';
-import { creditShare, shareOfPayment } from '../../payouts/payment-facts.repo.js';
+import { viewOf } from '../../machines/payment.view.js';
+import { creditShare, readPayoutFacts, shareOfFacts, type PayoutFacts } from '../../payouts/payment-facts.repo.js';
+import type { InlineEffect } from '../../persistence/apply-event.js';
+import { inTransaction, type Queryable } from '../../persistence/transaction.js';
 import type { EffectActor } from '../effect-actor.js';
-import { claimAndSchedule } from './batches.js';
+import { claimAndScheduleIn } from './batches.js';
 
 // Effect "accumulate" (threshold payouts): book the payment's share in the channel's ledger (once per
 // payment, whatever the retries), with its USD value locked at NowPayments' rate, then try to claim a
 // batch: if the channel's open credits now reach its threshold, one batch takes exactly them and its
-// payment job is scheduled in the same transaction. A claim that loses the race, or a crash between
-// credit and claim, is picked up by the next payment or the periodic sweep.
+// payment job is scheduled. Credit, claim and the batch's job commit together.
+//
+// It needs nothing but our own tables, so, like routing, it runs inside the transition that asks for
+// it (accumulateInline: the transaction that routes the payment) — no job, no queue wait, no second
+// write of the payment. Unlike routing, its failure must not hold the payment's invite (access and
+// payout are independent regions): the engine takes its writes back to a savepoint and queues it as a
+// job instead (onError 'queue'), which retries and, when its retries run out, parks the payout only.
+// Claims of one channel take turns until commit (claimAndScheduleIn), so two payments crossing the
+// threshold together are claimed by whichever commits second, at once, not by the periodic sweep.
 
+async function accumulate(tx: Queryable, boss: PgBoss, paymentId: string, facts: PayoutFacts): Promise<PaymentEvent> {
+  const share = await shareOfFacts(tx, paymentId, facts);
+  if ('problem' in share) return { type: 'payout.failed', reason: share.problem };
+  const { channel, split } = share;
+  const { entries } = await creditShare(tx, paymentId, channel, split, null);
+  if (channel.thresholdUsd) await claimAndScheduleIn(boss, tx, channel.openChannelId, channel.thresholdUsd);
+  return { type: 'accumulate.done', ledgerEntryId: entries[0]!.entryId };
+}
+
+/** In the transition's own transaction, from the snapshot being written (nothing is read back). */
+export function accumulateInline(deps: { boss: PgBoss }): InlineEffect {
+  return {
+    onError: 'queue',
+    perform: (tx, snapshot) => accumulate(tx, deps.boss, snapshot.context.paymentId, viewOf(snapshot)),
+  };
+}
+
+/** As a job: queued when the inline run failed (or by an earlier version); reads the stored payment. */
 export function createAccumulateActor(deps: { pool: pg.Pool; boss: PgBoss }): EffectActor {
   return {
     effect: 'accumulate',
-    async perform(job): Promise<PaymentEvent> {
-      const share = await shareOfPayment(deps.pool, job.paymentId);
-      if ('problem' in share) return { type: 'payout.failed', reason: share.problem };
-      const { channel, split } = share;
-      const { entries } = await creditShare(deps.pool, job.paymentId, channel, split, null);
-      if (channel.thresholdUsd) await claimAndSchedule(deps, channel.openChannelId, channel.thresholdUsd);
-      return { type: 'accumulate.done', ledgerEntryId: entries[0]!.entryId };
-    },
+    perform: (job) => inTransaction(deps.pool, async (tx) => accumulate(tx, deps.boss, job.paymentId, await readPayoutFacts(tx, job.paymentId))),
   };
 }

@@ -16,6 +16,7 @@ import {
   channelsWithOpenCredits,
   claimBatch,
   findBatch,
+  lockChannelClaims,
   paymentsOfBatch,
   resumeBatch,
   setBatchStatus,
@@ -64,14 +65,22 @@ export async function enqueueBatch(boss: PgBoss, db: Queryable | null, batchId: 
   await boss.send(BATCH_QUEUE, { batchId, attempt } satisfies BatchJob, options);
 }
 
-/** Claims the channel's open credits into a batch if they reach its threshold, and schedules paying it, in one transaction. */
+/**
+ * Inside the caller's transaction: claims the channel's open credits into a batch if they reach its
+ * threshold, and schedules paying it. Claims of one channel take turns (lockChannelClaims), so a claim
+ * sees every credit committed before it, including the one its own transaction just made.
+ */
+export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null> {
+  await lockChannelClaims(tx, openChannelId);
+  const batch = await claimBatch(tx, { openChannelId, thresholdUsd, batchId: randomUUID(), fresh: true });
+  if (!batch) return null;
+  await enqueueBatch(boss, tx, batch.batchId, 0);
+  return batch.batchId;
+}
+
+/** The same in a transaction of its own (the sweep). */
 export async function claimAndSchedule(deps: { pool: pg.Pool; boss: PgBoss }, openChannelId: string, thresholdUsd: string): Promise<string | null> {
-  return inTransaction(deps.pool, async (tx) => {
-    const batch = await claimBatch(tx, { openChannelId, thresholdUsd, batchId: randomUUID() });
-    if (!batch) return null;
-    await enqueueBatch(deps.boss, tx, batch.batchId, 0);
-    return batch.batchId;
-  });
+  return inTransaction(deps.pool, (tx) => claimAndScheduleIn(deps.boss, tx, openChannelId, thresholdUsd));
 }
 
 export interface BatchDeps {

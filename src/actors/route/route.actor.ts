@@ -82,8 +82,11 @@ export async function route(db: Queryable, paymentId: string): Promise<PaymentEv
  * facts come from the snapshot being written, so nothing is read back, and the claim commits or rolls
  * back with the transition itself.
  */
-export const routeInline: InlineEffect = (tx, snapshot: PaymentSnapshot) =>
-  decide(tx, { paymentId: snapshot.context.paymentId, orderId: snapshot.context.orderId, np: snapshot.context.np });
+export const routeInline: InlineEffect = {
+  // Nothing after routing can run without a route: its failure fails the transition, which its sender retries.
+  onError: 'fail',
+  perform: (tx, snapshot: PaymentSnapshot) => decide(tx, { paymentId: snapshot.context.paymentId, orderId: snapshot.context.orderId, np: snapshot.context.np }),
+};
 
 async function decide(db: Queryable, payment: PaymentFacts): Promise<PaymentEvent> {
   const resolved = await resolve(db, payment);

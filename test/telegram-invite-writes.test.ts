@@ -1,12 +1,12 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createInviteActor } from '../src/actors/telegram/invite.actor.js';
-import type { EffectContext } from '../src/actors/effect-actor.js';
+import { runEffectJob } from '../src/actors/runner.js';
 import { startFakeTelegram, type FakeTelegram } from '../src/sandbox/telegram.fake.js';
 import { createTelegramBot } from '../src/telegram/client.js';
 import { beginLinkAttempt, claimInvite } from '../src/telegram/invites.repo.js';
 import { subscriptionQueues } from '../src/telegram/subscriptions.service.js';
-import { startTestEngine, type TestEngine } from './support/engine.js';
+import { journalOf, startTestEngine, type TestEngine } from './support/engine.js';
 import { callsTo, inviteRow, paidOrderFixture, payAndRoute, seedOrder, TOKEN } from './telegram-fixtures.js';
 
 // What one invite costs the database: every transaction the invite actor commits and every Bot API call
@@ -72,18 +72,18 @@ afterAll(async () => {
   await tg?.close();
 });
 
-const context = (jobId: string): EffectContext => ({ signal: new AbortController().signal, log: e.log, jobId, retryCount: 0 });
 
 /** One invite, start to end, with its timeline: transactions committed and Bot API calls made. */
-async function oneInvite(inviteExpireAfterMs: number) {
+async function oneInvite(inviteExpireAfterMs: number, beforeJob: (paymentId: string) => Promise<void> = async () => {}) {
   const timeline: Step[] = [];
   const bot = createTelegramBot({ token: TOKEN, apiRoot: tg.apiRoot, timeoutMs: 5_000, botInfo: tg.botInfo });
   bot.api.config.use((prev, method, payload, signal) => {
     timeline.push({ call: method });
     return prev(method, payload, signal);
   });
+  const pool = countingPool(e.db.pool, timeline);
   const actor = createInviteActor({
-    pool: countingPool(e.db.pool, timeline),
+    pool,
     boss: e.boss,
     api: bot.api,
     log: e.log,
@@ -93,7 +93,12 @@ async function oneInvite(inviteExpireAfterMs: number) {
   });
   const o = await paidOrderFixture(e.db);
   await payAndRoute(e.engine, o.paymentId, o);
-  const result = await actor.perform({ paymentId: o.paymentId, effect: 'invite', attempt: 0 }, context(`job-writes-${o.orderId}`));
+  await beforeJob(o.paymentId);
+  // As a worker runs it: the runner records the result and applies it, with the invite's last fact.
+  const job = { id: `job-writes-${o.orderId}`, data: { paymentId: o.paymentId, effect: 'invite' as const, attempt: 0 }, retryCount: 0, signal: new AbortController().signal };
+  const applied = await runEffectJob({ pool, engine: e.engine, log: e.log }, actor, job);
+  expect(applied.outcome).toBe('applied');
+  const result = (await journalOf(e.db, o.paymentId)).at(-1)!.event_type;
   // The grant's own statements (subscriptions, and whatever it schedules) belong to the subscriptions
   // module; they ride in the first transaction and are not the invite's bookkeeping.
   const own = (statements: string[]) => statements.filter((s) => !/subscription|pgboss/i.test(s));
@@ -102,13 +107,22 @@ async function oneInvite(inviteExpireAfterMs: number) {
   return { o, result, timeline, shape, statements };
 }
 
+/** The statements of the last transaction committed. */
+const lastCommit = (timeline: Step[]) => (timeline.filter((step) => 'tx' in step).at(-1) as { tx: string[] }).tx;
+
 describe('the invite bookkeeping: as few writes as at-most-once allows', () => {
-  it('a short-lived link extended before it is sent: 4 transactions, 5 statements of its own, each write before the call it guards', async () => {
-    const { o, result, shape, statements } = await oneInvite(86_400_000);
-    expect(result.type).toBe('invite.sent');
+  it('a short-lived link extended before it is sent: 4 transactions with the result and the transition, each write before the call it guards', async () => {
+    const { o, result, shape, statements, timeline } = await oneInvite(86_400_000);
+    expect(result).toBe('invite.sent');
     expect(shape).toEqual(['tx', 'createChatInviteLink', 'tx', 'editChatInviteLink', 'tx', 'sendMessage', 'tx']);
-    // read the route/channel/plan, claim + attempt, store the link, extended + send attempted, sent + released
-    expect(statements).toHaveLength(5);
+    // read the route/channel/plan, claim + attempt, store the link, extended + send attempted, then
+    // sent + released, the result and the payment's transition with its journal row in one commit
+    expect(statements).toHaveLength(7);
+    expect(lastCommit(timeline)).toEqual([
+      expect.stringMatching(/^UPDATE invites SET sent_at = now\(\)/),
+      expect.stringMatching(/INSERT INTO effect_results/),
+      expect.stringMatching(/UPDATE payments SET snapshot/),
+    ]);
     const row = await inviteRow(e.db, o.orderId);
     expect(row).toMatchObject({ lease_owner: null, lease_until: null, create_attempts: 1, link_name: `${o.orderId}#1` });
     expect(row?.extended_at).toBeInstanceOf(Date);
@@ -118,13 +132,34 @@ describe('the invite bookkeeping: as few writes as at-most-once allows', () => {
     expect(callsTo(tg, 'sendMessage', o.buyer)).toHaveLength(1);
   });
 
-  it('INVITE_EXPIRE_AFTER within the pending lifetime: no extension; 3 transactions, 4 statements of its own', async () => {
+  it('INVITE_EXPIRE_AFTER within the pending lifetime: no extension; 3 transactions with the result and the transition', async () => {
     const { o, result, shape, statements } = await oneInvite(5 * 60_000);
-    expect(result.type).toBe('invite.sent');
+    expect(result).toBe('invite.sent');
     expect(shape).toEqual(['tx', 'createChatInviteLink', 'tx', 'sendMessage', 'tx']);
-    expect(statements).toHaveLength(4);
+    expect(statements).toHaveLength(6);
     expect(callsTo(tg, 'editChatInviteLink', o.closedChannelId, false)).toHaveLength(0);
     expect(await inviteRow(e.db, o.orderId)).toMatchObject({ lease_owner: null, invite_link: expect.any(String) });
+  });
+
+  it('when that last commit fails, "sent" is committed alone first, then the result, then the transition: one DM, nothing asked twice', async () => {
+    // A real fault inside Postgres: this payment's next journal insert fails, once.
+    let paymentId = '';
+    const { o, result, shape, timeline } = await oneInvite(86_400_000, async (id) => {
+      paymentId = id;
+      await e.db.pool.query(`CREATE SEQUENCE fail_once_${id}`);
+      await e.db.pool.query(`CREATE FUNCTION fail_once_${id}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.payment_id = '${id}' AND nextval('fail_once_${id}') = 1 THEN RAISE EXCEPTION 'journal hiccup'; END IF; RETURN NEW; END $$`);
+      await e.db.pool.query(`CREATE TRIGGER fail_once_${id} BEFORE INSERT ON payment_journal FOR EACH ROW EXECUTE FUNCTION fail_once_${id}()`);
+    });
+    await e.db.pool.query(`DROP TRIGGER fail_once_${paymentId} ON payment_journal; DROP FUNCTION fail_once_${paymentId}(); DROP SEQUENCE fail_once_${paymentId}`);
+    expect(result).toBe('invite.sent');
+    // The failed transaction commits nothing (not in the timeline); then "sent" alone, the result alone,
+    // and the transition through the engine's own transaction (its pool is not the counted one).
+    expect(shape).toEqual(['tx', 'createChatInviteLink', 'tx', 'editChatInviteLink', 'tx', 'sendMessage', 'tx', 'tx']);
+    const commits = timeline.filter((step): step is { tx: string[] } => 'tx' in step).slice(-2).map((step) => step.tx);
+    expect(commits).toEqual([[expect.stringMatching(/^UPDATE invites SET sent_at = now\(\)/)], [expect.stringMatching(/INSERT INTO effect_results/)]]);
+    expect(await inviteRow(e.db, o.orderId)).toMatchObject({ sent_at: expect.any(Date), lease_owner: null });
+    expect(callsTo(tg, 'sendMessage', o.buyer)).toHaveLength(1);
   });
 
   it('a link is named after its order and attempt in at most 32 characters ("ord_" goes first, then the tail)', async () => {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
+import type { Queryable } from '../persistence/transaction.js';
 
 /** What every effect job carries: the payment, the effect, and which attempt of it (bumped by operator retries). */
 export interface EffectJob {
@@ -13,6 +14,15 @@ export interface EffectContext {
   log: Logger;
   jobId: string;
   retryCount: number;
+  /**
+   * Given by the effect runner. A fact the actor would commit on its own right after its last outside
+   * call (the invite's "sent") is handed over instead: the runner writes it in the transaction that
+   * records and applies the result, before them, so the three commit together (one commit fewer). If
+   * that transaction fails, the runner writes the fact alone first, then the result, then applies it:
+   * the fact never depends on the transition. Without it (an actor called directly) the actor commits
+   * the fact itself.
+   */
+  withResult?: (fact: (db: Queryable) => Promise<unknown>) => void;
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Config } from '../config.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { findEffectResult, recordEffectResult } from '../persistence/effect-results.repo.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../persistence/queues.js';
-import { inTransaction } from '../persistence/transaction.js';
+import { inTransaction, type Queryable } from '../persistence/transaction.js';
 import { isRetryable } from '../domain/errors.js';
 import { countProviderError, deadLetters, jobRetries } from '../operator/metrics.js';
 import type { EffectActor, EffectJob } from './effect-actor.js';
@@ -34,9 +34,10 @@ export function workOptions(config: RunnerDeps['config']) {
 
 /**
  * Runs one job: replay a recorded result if the effect already happened, else perform it; then record
- * the result and apply it. Recording and applying share one transaction (one commit per job); if that
- * fails, the result is recorded on its own first and applied after, as a retry would, so a performed
- * effect is never performed again only because applying its result failed.
+ * the result and apply it. Recording and applying share one transaction (one commit per job), with the
+ * fact the actor handed over (EffectContext.withResult) written first in it; if that fails, the fact,
+ * then the result are recorded on their own and the result applied after, as a retry would, so a
+ * performed effect is never performed again only because applying its result failed.
  */
 export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, actor: EffectActor, job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal }) {
   const { paymentId, effect, attempt } = job.data;
@@ -52,11 +53,17 @@ export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, ac
     log.info('effect already performed; replaying its recorded result');
     applied = await deps.engine.applyEvent(paymentId, recorded, { source });
   } else {
-    const performed = await actor.perform(job.data, { signal: job.signal, log, jobId: job.id, retryCount: job.retryCount });
+    let fact: ((db: Queryable) => Promise<unknown>) | null = null;
+    const performed = await actor.perform(job.data, { signal: job.signal, log, jobId: job.id, retryCount: job.retryCount, withResult: (f) => (fact = f) });
+    const withFact = fact as ((db: Queryable) => Promise<unknown>) | null;
     try {
-      applied = await inTransaction(deps.pool, async (tx) => deps.engine.applyEvent(paymentId, await recordEffectResult(tx, key, performed), { source, tx }));
+      applied = await inTransaction(deps.pool, async (tx) => {
+        await withFact?.(tx);
+        return deps.engine.applyEvent(paymentId, await recordEffectResult(tx, key, performed), { source, tx });
+      });
     } catch (error) {
       log.warn({ err: error }, 'recording and applying the effect result together failed; recording it alone first');
+      await withFact?.(deps.pool);
       const result = await recordEffectResult(deps.pool, key, performed);
       applied = await deps.engine.applyEvent(paymentId, result, { source });
     }

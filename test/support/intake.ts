@@ -27,7 +27,8 @@ export interface IntakeHarness {
  */
 export const notRun = (effect: EffectName): EffectActor => ({ effect, perform: () => Promise.reject(new Error(`${effect} is not run in this test`)) });
 /** Every inline effect as such a job: for tests that move payments by hand (operators, intake alone). */
-export const inlineNotRun = { route: notRun('route'), accumulate: notRun('accumulate') };
+export const routeNotRun = notRun('route');
+export const inlineNotRun = { route: routeNotRun, accumulate: notRun('accumulate') };
 
 /** The service with no effect actors running (intake alone), pointed at a fake NowPayments with known credentials (not the sandbox). */
 export async function startIntake(env: Record<string, string> = {}, options: ServiceOptions = { effects: [] }): Promise<IntakeHarness> {

@@ -21,7 +21,7 @@ import {
   type SendRecord,
 } from '../../telegram/invites.repo.js';
 import { openChannelKeyboard } from '../../telegram/keyboards.js';
-import { inTransaction } from '../../persistence/transaction.js';
+import { inTransaction, type Queryable } from '../../persistence/transaction.js';
 import { inviteText } from '../../telegram/messages.js';
 import { grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
 import { classifyTelegramError, isLinkGone, retryAfterOf } from '../../telegram/telegram-errors.js';
@@ -63,8 +63,10 @@ import type { EffectActor, EffectContext } from '../effect-actor.js';
 // joined (and removes anyone else who used it).
 //
 // Writes: one committed write before each Bot API call that changes something, and one for the
-// outcome, no more. A first invite costs four transactions (three when INVITE_EXPIRE_AFTER is within
-// the pending lifetime), down from seven; test/telegram-invite-writes.test.ts counts them. Which records share a write, and why each pair is still at-most-once:
+// outcome, no more. A first invite job costs four transactions, its result and transition included
+// (three when INVITE_EXPIRE_AFTER is within the pending lifetime), down from eight;
+// test/telegram-invite-writes.test.ts counts them. Which records share a write, and why each pair is
+// still at-most-once:
 //   1. read + grant + claim + attempt (one transaction; the claim and the attempt are one statement):
 //      the route/channel/plan read, the grant, the lease and, when the claimed row has no link and no
 //      newer invite attempt is to start first, the record of the createChatInviteLink made next. The
@@ -88,7 +90,13 @@ import type { EffectActor, EffectContext } from '../effect-actor.js';
 //      within PENDING_LINK_LIFETIME_MS the link is created with its full lifetime and never extended:
 //      then 2 and 3 are one write (store + send attempted), committed before sendMessage; a crash before
 //      it leaves a link no longer-lived than an orphan of the short-lived path, counted lost.
-//   4. sent + lease ended (one statement); "undeliverable" likewise ends the lease in its own write.
+//   4. sent + lease ended (one statement), handed to the runner (EffectContext.withResult), which writes
+//      it first in the transaction that records invite.sent and applies it: one commit for the fact, the
+//      result and the transition. At-most-once does not move: "send attempted" was committed before
+//      sendMessage, so a crash before this commit (a moment longer than before: the same transaction
+//      also writes the result and the payment) leaves "attempted, not confirmed", which a retry reports
+//      as delivery unconfirmed and never sends again. If that transaction fails, the runner commits
+//      "sent" alone first. "undeliverable" ends the lease in a write of its own.
 
 export interface InviteActorDeps {
   pool: pg.Pool;
@@ -122,6 +130,8 @@ interface Run {
   recorded: LinkAttempt | null;
   /** The write that recorded the outcome (sent, undeliverable) also ended this run's lease. */
   released: boolean;
+  /** The runner's hand-over (EffectContext.withResult): "sent" commits with the result and the transition. */
+  withResult: EffectContext['withResult'];
 }
 
 /** The link to send, and what about it is still to be written with the "send attempted" mark (SendRecord). */
@@ -288,7 +298,9 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
           await clearSendAttempt(pool, invite.orderId, owner);
         },
       });
-      await markSent(pool, invite.orderId, message.message_id, owner);
+      const sentFact = (db: Queryable) => markSent(db, invite.orderId, message.message_id, owner);
+      if (run.withResult) run.withResult(sentFact);
+      else await sentFact(pool);
       run.released = true;
       return sent(link);
     } catch (error) {
@@ -368,7 +380,7 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
       const { orderId, channel, grant, claim } = claimed;
       if (!claim) throw new Error(`another job is delivering the invite for order ${orderId}; retrying later`);
       const { invite } = claim;
-      const run: Run = { invite, owner, signal: context.signal, log: context.log, recorded: claim.linkAttempt, released: false };
+      const run: Run = { invite, owner, signal: context.signal, log: context.log, recorded: claim.linkAttempt, released: false, withResult: context.withResult };
       try {
         if (job.attempt > invite.inviteAttempt) run.invite = await startAttempt(invite, owner, job.attempt, context.log);
         const result = await deliver(run, inviteText(channel, grant));

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EffectActor } from '../src/actors/effect-actor.js';
 import { statusView } from '../src/http/routes/payment-status.route.js';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
-import { readPaymentStatus, STATUS_STATEMENT, type PaymentStatusView } from '../src/intake/payment-status.js';
+import { createPaymentStatusReader, readPaymentStatus, STATUS_STATEMENT, type PaymentStatusView } from '../src/intake/payment-status.js';
+import type { JournalTapListener } from '../src/operator/journal-feed.js';
 import { signStatusToken } from '../src/orders/status-token.js';
 import { footprint, paymentIdOf, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
 
@@ -13,8 +14,9 @@ beforeAll(async () => {
   // Routing runs inline in the confirming transition; a route actor of its own makes it a queued job
   // again, which nobody works here (no effect workers), so a paid order stays "confirmed" with its job
   // waiting: the state in which the replaced system's polling re-ran processing.
-  const routeNotRun: EffectActor = { effect: 'route', perform: () => Promise.reject(new Error('no route worker in this test')) };
-  h = await startIntake({ STATUS_RATE_LIMIT: '1500', RECONCILE_EVERY: '0 0 1 1 *' }, { effects: [], actors: { route: routeNotRun } });
+  // The same for accumulating the owner's share, where it is inline too: this file moves payments by hand.
+  const notRun = (effect: EffectActor['effect']): EffectActor => ({ effect, perform: () => Promise.reject(new Error(`no ${effect} worker in this test`)) });
+  h = await startIntake({ STATUS_RATE_LIMIT: '1500', RECONCILE_EVERY: '0 0 1 1 *' }, { effects: [], actors: { route: notRun('route'), accumulate: notRun('accumulate') } });
 });
 afterAll(async () => {
   await h.close();
@@ -33,6 +35,16 @@ async function status(orderId: string, token?: string): Promise<{ code: number; 
 
 const apply = (paymentId: string, event: PaymentEvent) => h.t.service.engine.applyEvent(paymentId, event, { source: 'test' });
 
+/**
+ * The answer once it shows `expected`. The service answers repeated polls from memory until its journal
+ * feed hears the commit that outdates them: right after a write, a poll can come before that
+ * notification, so this polls (bounded) until the new step appears.
+ */
+async function statusShowing(orderId: string, token: string | undefined, expected: Partial<Record<keyof PaymentStatusView, unknown>>) {
+  await expect.poll(async () => (await status(orderId, token)).body, { timeout: 2_000, interval: 10 }).toMatchObject(expected);
+  return (await status(orderId, token)).body;
+}
+
 describe('GET /api/payment-status', () => {
   it('an unknown order is a 404 that says what to check', async () => {
     const { code, body } = await status('ord_does_not_exist');
@@ -46,23 +58,21 @@ describe('GET /api/payment-status', () => {
 
     const waiting = h.np.pay(orderId, { status: 'waiting' });
     await h.np.sendIpn(waiting);
-    expect((await status(orderId, token)).body).toMatchObject({ state: 'received', step: 'waiting_for_payment' });
+    await statusShowing(orderId, token, { state: 'received', step: 'waiting_for_payment' });
 
     await h.np.sendIpn(h.np.pay(orderId, { status: 'confirming' }));
-    const confirming = (await status(orderId, token)).body;
-    expect(confirming).toMatchObject({ state: 'received', step: 'confirming', final: false });
+    const confirming = await statusShowing(orderId, token, { state: 'received', step: 'confirming', final: false });
     expect(confirming.description).toMatch(/being confirmed/);
 
     await h.np.sendIpn(h.np.pay(orderId, { status: 'finished' }));
-    expect((await status(orderId, token)).body).toMatchObject({ state: 'confirmed', step: 'confirmed', final: false });
+    await statusShowing(orderId, token, { state: 'confirmed', step: 'confirmed', final: false });
 
     const paymentId = paymentIdOf(waiting);
     await apply(paymentId, routeDone(orderId));
-    expect((await status(orderId, token)).body).toMatchObject({ state: 'routed', step: 'invite_sent', invite: null });
+    await statusShowing(orderId, token, { state: 'routed', step: 'invite_sent', invite: null });
 
     await apply(paymentId, { type: 'invite.sent', inviteLink: 'https://t.me/+SecretInvite123' });
-    const done = (await status(orderId, token)).body;
-    expect(done).toMatchObject({ step: 'done', final: true, invite: { url: 'https://t.me/+SecretInvite123' }, invite_undeliverable: false });
+    const done = await statusShowing(orderId, token, { step: 'done', final: true, invite: { url: 'https://t.me/+SecretInvite123' }, invite_undeliverable: false });
     expect(Date.parse(done.state_entered_at)).toBeLessThanOrEqual(Date.parse(done.updated_at));
 
     // Without the token, or with someone else's, the state is visible but the link is not.
@@ -174,6 +184,35 @@ describe('GET /api/payment-status', () => {
       expect(text.trim()).toMatch(/^SELECT\b/);
       expect(text).not.toMatch(/\b(INSERT|UPDATE|DELETE|MERGE|FOR SHARE|nextval|pg_advisory\w*)\b/i);
     }
+  });
+
+  it('the cached reader: a miss is that one named SELECT, a hit no statement at all', async () => {
+    const calls: unknown[] = [];
+    const row = {
+      order_created_at: new Date('2026-01-02T03:04:05.678Z'), price_usd: '12.50', invoice_url: 'https://np.example/inv', channel_title: 'C', plan_title: 'P',
+      duration_days: 30, access_ends_at: null, invite_expires_at: null, payment_id: '1', state: 'received',
+      view: { step: 'confirming', failure: null, access: { state: null, inviteLink: null, undeliverableReason: null }, np: { actuallyPaid: null, payAmount: null, payCurrency: null } },
+      updated_at: new Date('2026-01-02T03:04:06Z'), state_entered_at: new Date('2026-01-02T03:04:06Z'),
+    };
+    const pool = {
+      query: async (config: unknown, values?: unknown) => {
+        calls.push(values === undefined ? config : { config, values });
+        return { rows: [row] };
+      },
+      connect: () => Promise.reject(new Error('the status read must not check out a client (no transaction)')),
+    } as unknown as pg.Pool;
+    // A feed that is listening and never notifies: everything cacheable stays cached.
+    const feed = { watch: () => () => {}, tap: (listener: JournalTapListener) => (listener.connection({ listening: true, generation: 1 }), () => {}) };
+    const reader = createPaymentStatusReader({ pool, statusTokenSecret: 's', journalFeed: feed });
+    const token = signStatusToken('s', 'ord_1');
+    const answers = [];
+    for (const t of [token, undefined, 'wrong', token]) answers.push(await reader.read({ orderId: 'ord_1', token: t }));
+    reader.close();
+    expect(calls).toHaveLength(1);
+    expect(calls[0]).toMatchObject({ name: STATUS_STATEMENT, values: ['ord_1'] });
+    expect((calls[0] as { text: string }).text.trim()).toMatch(/^SELECT\b/);
+    expect((calls[0] as { text: string }).text).not.toMatch(/\b(INSERT|UPDATE|DELETE|MERGE|FOR SHARE|nextval|pg_advisory\w*)\b/i);
+    expect(answers.map((a) => a?.invoice_url)).toEqual(['https://np.example/inv', null, null, 'https://np.example/inv']);
   });
 
   it('is rate-limited per client: 429 once a client exceeds the limit, other clients unaffected', async () => {

@@ -48,7 +48,7 @@ export interface AppDeps {
   payouts?: Pick<AdminPayoutsDeps, 'txStatus' | 'resumeBatch'> & { checkTarget?: PayoutTargetCheck };
   /** Extra routes the root adds (the sandbox's "play the buyer" endpoints); http never imports src/sandbox. */
   extraRoutes?: FastifyPluginAsync[];
-  /** Journal rows as they commit (the service's LISTEN connection), for the operators' live inspector and statechart. */
+  /** Journal rows as they commit (the service's LISTEN connection): the operators' live inspector and statechart, and the buyer's status cache (dropped on each commit). */
   journalFeed?: JournalWatch | null;
   /** What the owner's manual access changes need besides pool, boss and log (the Bot API, reminders); absent: they answer 503. */
   ownerAccess?: Omit<OwnerAccessDeps, 'pool' | 'boss' | 'log'> | null;
@@ -97,7 +97,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   // Buyers.
   await app.register(async (scope) => ordersRoutes(scope, { orderService: deps.orders, rateLimitPerMinute: config.ORDER_RATE_LIMIT }));
-  await app.register(paymentStatusRoutes, { pool, statusTokenSecret: deps.statusTokenSecret, rateLimitPerMinute: config.STATUS_RATE_LIMIT });
+  await app.register(paymentStatusRoutes, { pool, statusTokenSecret: deps.statusTokenSecret, rateLimitPerMinute: config.STATUS_RATE_LIMIT, journalFeed: deps.journalFeed ?? null });
   await app.register(successPageRoutes, { pool, statusTokenSecret: deps.statusTokenSecret, supportContact: config.SUPPORT_CONTACT });
 
   // Owners, operators, monitoring.

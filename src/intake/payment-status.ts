@@ -2,12 +2,18 @@ import { Decimal } from 'decimal.js';
 import type pg from 'pg';
 import type { FailureReason } from '../machines/payment.machine.js';
 import { BUYER_STEPS, type BuyerStep, type PaymentView } from '../machines/payment.view.js';
+import type { JournalWatch } from '../operator/journal-feed.js';
 import { verifyStatusToken } from '../orders/status-token.js';
+import { createStatusCache, type StatusCache } from './status-cache.js';
 
 // What the buyer's success page shows. A pure read: one SELECT over the order, its channel and plan,
 // its payment, its subscription grant and its invite; nothing written, nothing enqueued. The replaced
 // system re-ran processing from its status poll and sent nine invites for one payment; here only
 // verified IPNs and reconciliation produce events.
+//
+// The API reads through createPaymentStatusReader: the same SELECT, with its answers kept in memory
+// until a journal notification says the order's payment moved (the page polls every few seconds; most
+// polls ask about a payment that did not move). The token is checked on every read all the same.
 //
 // Facts only the buyer should see (amounts, the access end, the invoice and the invite link) are
 // answered only with the order's signed status token. The plain-words description comes from a
@@ -114,16 +120,13 @@ function receivedOf(view: PaymentView | null): StatusFacts['received'] {
   return { paid: paid.toFixed(), expected: expected ? expected.toFixed() : '', missing, currency: np.payCurrency };
 }
 
-/** null when neither an order nor a payment is known under this id. */
-export async function readPaymentStatus(
-  pool: pg.Pool,
-  statusTokenSecret: string,
-  query: StatusQuery,
-  describe: DescribeStatus = describeInEnglish,
-): Promise<PaymentStatusView | null> {
-  const row = (await pool.query<Row>({ name: STATUS_STATEMENT, text: QUERY, values: [query.orderId] })).rows[0];
-  if (!row || (row.order_created_at === null && row.payment_id === null)) return null;
-  const authorised = verifyStatusToken(statusTokenSecret, query.orderId, query.token);
+/** The one named SELECT; null when neither an order nor a payment is known under this id. */
+async function selectStatusRow(pool: pg.Pool, orderId: string): Promise<Row | null> {
+  const row = (await pool.query<Row>({ name: STATUS_STATEMENT, text: QUERY, values: [orderId] })).rows[0];
+  return !row || (row.order_created_at === null && row.payment_id === null) ? null : row;
+}
+
+function viewOf(row: Row, orderId: string, authorised: boolean, describe: DescribeStatus): PaymentStatusView {
   const step: Step = row.view?.step ?? 'waiting_for_payment';
   const access = row.view?.access;
   const hasLink = step === 'done' && typeof access?.inviteLink === 'string' && access.inviteLink.length > 0;
@@ -133,7 +136,7 @@ export async function readPaymentStatus(
   const received = authorised ? receivedOf(row.view) : null;
   const failure = step === 'failed' ? (row.view?.failure ?? 'failed') : null;
   return {
-    order_id: query.orderId,
+    order_id: orderId,
     state: row.state,
     step,
     description: describe(step, { authorised, undeliverable, failure, received: received?.expected ? received : null }),
@@ -150,6 +153,120 @@ export async function readPaymentStatus(
     failure,
     invite: hasLink && authorised ? { url: access!.inviteLink!, expires_at: row.invite_expires_at?.toISOString() ?? null, single_use: true } : null,
     invite_undeliverable: undeliverable,
+  };
+}
+
+/** null when neither an order nor a payment is known under this id. */
+export async function readPaymentStatus(
+  pool: pg.Pool,
+  statusTokenSecret: string,
+  query: StatusQuery,
+  describe: DescribeStatus = describeInEnglish,
+): Promise<PaymentStatusView | null> {
+  const row = await selectStatusRow(pool, query.orderId);
+  if (!row) return null;
+  return viewOf(row, query.orderId, verifyStatusToken(statusTokenSecret, query.orderId, query.token), describe);
+}
+
+// What may be answered from memory (src/intake/status-cache.ts) until a journal notification of one of
+// the order's payments. A payment's row only changes with a journal row of it, so everything read from
+// `payments` is covered. Of the rest, what can change without a journal row is never cached:
+// - confirmed and invite_sent: the actors are at work on the order; they claim it (granted_payment_id,
+//   which picks the payment shown), grant the subscription (access_ends_at) and create, extend or
+//   replace the invite link (its expiry) in transactions of their own; the journal row that ends the
+//   step (route.done, invite.sent, ...) comes after. These steps last seconds; their polls read through.
+// - an order whose invoice is not stored yet (the invoice is created after the order row).
+// - a payment with no read model yet (written before it existed: filled in by a start-up backfill).
+// An unknown order (404) is never cached either: orders are created without a journal row.
+// Channel and plan titles change only by an operator's edit, without a notification: the cache's short
+// maximum age bounds how long an old title can be shown.
+const STEPS_ACTORS_WRITE_IN = new Set<Step>(['confirmed', 'invite_sent']);
+
+function cacheableStatus(row: Row): boolean {
+  if (row.order_created_at !== null && row.invoice_url === null) return false;
+  if (row.payment_id !== null && row.view === null) return false;
+  return !STEPS_ACTORS_WRITE_IN.has(row.view?.step ?? 'waiting_for_payment');
+}
+
+/** An order's row as last read, with the answers made from it (per token verdict and language). */
+interface KnownStatus {
+  row: Row;
+  views: Map<DescribeStatus, [anonymous: PaymentStatusView | undefined, authorised: PaymentStatusView | undefined]>;
+}
+
+function freeze<T extends object>(view: T): T {
+  for (const value of Object.values(view)) if (value !== null && typeof value === 'object') Object.freeze(value);
+  return Object.freeze(view);
+}
+
+export interface PaymentStatusReader {
+  /** As readPaymentStatus: null when neither an order nor a payment is known under this id. */
+  read(query: StatusQuery, describe?: DescribeStatus): Promise<PaymentStatusView | null>;
+  /** Null when this process has no journal feed to keep a cache correct with. */
+  readonly cache: StatusCache<KnownStatus> | null;
+  close(): void;
+}
+
+const ORDERS_OF_PAYMENTS = {
+  name: 'payment-status/orders-of-payments',
+  text: 'SELECT payment_id, order_id FROM payments WHERE payment_id = ANY($1::text[]) AND order_id IS NOT NULL',
+};
+
+export interface PaymentStatusReaderDeps {
+  pool: pg.Pool;
+  statusTokenSecret: string;
+  /** The process's journal feed; without one (or without its tap) every read is the SELECT. */
+  journalFeed?: JournalWatch | null;
+  maxEntries?: number;
+  maxAgeMs?: number;
+  onError?(error: unknown): void;
+}
+
+/**
+ * The status read the API serves. With the journal feed, answers are cached in memory until a
+ * notification says the order's payment moved (a hit reads nothing; a miss is the one SELECT); the token
+ * is still checked on every read, and answers with amounts or the invite link are made only for a
+ * verified token. Cached answers are frozen: the same object is handed to every poll of that order.
+ */
+export function createPaymentStatusReader(deps: PaymentStatusReaderDeps): PaymentStatusReader {
+  const { pool, statusTokenSecret } = deps;
+  const tap = deps.journalFeed?.tap?.bind(deps.journalFeed);
+  const cache = tap
+    ? createStatusCache<KnownStatus>({
+        ordersOf: async (paymentIds) => {
+          const { rows } = await pool.query<{ payment_id: string; order_id: string }>({ ...ORDERS_OF_PAYMENTS, values: [paymentIds] });
+          return new Map(rows.map((r) => [r.payment_id, r.order_id]));
+        },
+        ...(deps.maxEntries !== undefined && { maxEntries: deps.maxEntries }),
+        ...(deps.maxAgeMs !== undefined && { maxAgeMs: deps.maxAgeMs }),
+        ...(deps.onError && { onError: deps.onError }),
+      })
+    : null;
+  const untap = cache && tap ? tap(cache) : () => {};
+
+  const load = async (orderId: string) => {
+    const row = await selectStatusRow(pool, orderId);
+    return row && { value: { row, views: new Map() } as KnownStatus, paymentId: row.payment_id, cacheable: cacheableStatus(row) };
+  };
+
+  return {
+    cache,
+    async read(query, describe = describeInEnglish) {
+      if (!cache) return readPaymentStatus(pool, statusTokenSecret, query, describe);
+      const known = await cache.read(query.orderId, () => load(query.orderId));
+      if (!known) return null;
+      // Every read checks its own token (a remembered valid one is a lookup; any other is hashed and
+      // compared in constant time): the cached row is shared, the verdict never is.
+      const authorised = verifyStatusToken(statusTokenSecret, query.orderId, query.token);
+      let views = known.views.get(describe);
+      if (!views) {
+        if (known.views.size >= 16) known.views.clear(); // one per language; a caller's ad-hoc functions must not grow it
+        known.views.set(describe, (views = [undefined, undefined]));
+      }
+      const i = authorised ? 1 : 0;
+      return (views[i] ??= freeze(viewOf(known.row, query.orderId, authorised, describe)));
+    },
+    close: () => untap(),
   };
 }
 

@@ -13,6 +13,10 @@ import type { Logger } from 'pino';
 // reconnect (notifications sent while the connection was down are lost, so every watcher reads again).
 // A watcher reads the rows itself (seq > the last it sent): a notification is a hint, never the data,
 // so a lost or merged notification can delay a row but never lose or reorder it.
+//
+// tap() is the other way in: it hears every notification, of every payment, as it arrives, and every
+// change of the connection. The buyer's status cache uses it to drop answers a commit outdated (and
+// everything when notifications may have been lost); nothing is kept in the store for it.
 
 export const JOURNAL_CHANNEL = 'payment_journal';
 
@@ -72,10 +76,31 @@ export interface JournalWatch {
    * reconnect of the feed). Returns the function that stops watching.
    */
   watch(paymentId: string, onChange: () => void): () => void;
+  /**
+   * Hears every notification, of every payment (watched or not), and every change of the LISTEN
+   * connection; present on the real feed. For in-process caches that must drop what a committed row
+   * may have changed (the buyer's status answers).
+   */
+  tap?(listener: JournalTapListener): () => void;
+}
+
+/** The LISTEN connection as a cache must see it: while not listening, notifications are being lost. */
+export interface FeedConnection {
+  listening: boolean;
+  /** Bumped on every (re)connect: notifications sent before it may never have been heard. */
+  generation: number;
+}
+
+export interface JournalTapListener {
+  /** A journal row of this payment committed; called synchronously as the notification arrives, in arrival order. */
+  committed(paymentId: string, seq: number): void;
+  /** Called once at once with the connection as it is, then on every change of it. */
+  connection(state: FeedConnection): void;
 }
 
 export interface JournalFeed extends JournalWatch {
   readonly store: JournalStore;
+  tap(listener: JournalTapListener): () => void;
   /** Resolves once the first LISTEN is in place (tests; the service does not wait for it). */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -104,11 +129,50 @@ export function watchStore(store: JournalStore): JournalWatch['watch'] {
   };
 }
 
+/**
+ * tap() over a store and the notifications its feed hears: `notify` is what the feed calls for every
+ * notification (after the store heard it); the connection is the store's own listening/generation.
+ */
+export function tapStore(store: JournalStore, log: Logger): { tap: NonNullable<JournalWatch['tap']>; notify(paymentId: string, seq: number): void } {
+  const listeners = new Set<JournalTapListener>();
+  const connection = store.select((context) => `${context.listening}:${context.generation}`);
+  const stateOf = (): FeedConnection => {
+    const { listening, generation } = store.getSnapshot().context;
+    return { listening, generation };
+  };
+  // A listener that throws must neither stop the others nor reach the pg client emitting the notification.
+  const safely = (call: () => void) => {
+    try {
+      call();
+    } catch (error) {
+      log.error({ err: error }, 'journal feed: a tap listener failed');
+    }
+  };
+  return {
+    tap(listener) {
+      listeners.add(listener);
+      const subscription = connection.subscribe(() => {
+        const state = stateOf();
+        safely(() => listener.connection(state));
+      });
+      safely(() => listener.connection(stateOf()));
+      return () => {
+        listeners.delete(listener);
+        subscription.unsubscribe();
+      };
+    },
+    notify(paymentId, seq) {
+      for (const listener of listeners) safely(() => listener.committed(paymentId, seq));
+    },
+  };
+}
+
 export function startJournalFeed(options: JournalFeedOptions): JournalFeed {
   const { log } = options;
   const baseDelay = options.retryDelayMs ?? 250;
   const maxDelay = options.maxRetryDelayMs ?? 10_000;
   const store = createJournalStore();
+  const taps = tapStore(store, log);
   let client: pg.Client | null = null;
   let closed = false;
   let retry: NodeJS.Timeout | null = null;
@@ -139,7 +203,9 @@ export function startJournalFeed(options: JournalFeedOptions): JournalFeed {
     c.on('notification', (message) => {
       if (message.channel !== JOURNAL_CHANNEL) return;
       const parsed = parseNotification(message.payload);
-      if (parsed) store.trigger.committed(parsed);
+      if (!parsed) return;
+      store.trigger.committed(parsed);
+      taps.notify(parsed.paymentId, parsed.seq);
     });
     try {
       await c.connect();
@@ -158,6 +224,7 @@ export function startJournalFeed(options: JournalFeedOptions): JournalFeed {
   return {
     store,
     watch: watchStore(store),
+    tap: taps.tap,
     ready: () => readyPromise,
     async close() {
       closed = true;

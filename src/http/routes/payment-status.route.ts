@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type pg from 'pg';
 import { z } from 'zod';
-import { readPaymentStatus, STEPS, type PaymentStatusView } from '../../intake/payment-status.js';
+import { createPaymentStatusReader, STEPS, type PaymentStatusView } from '../../intake/payment-status.js';
+import type { JournalWatch } from '../../operator/journal-feed.js';
 import { pickLanguage, type Dictionary } from '../pages/i18n/index.js';
 import { HttpError } from '../plugins/error-handler.js';
 import { quietLevel } from '../quiet-route.js';
@@ -12,6 +13,8 @@ export interface PaymentStatusRouteDeps {
   statusTokenSecret: string;
   /** Requests per minute per client IP. */
   rateLimitPerMinute: number;
+  /** The process's journal feed: with it, answers are cached until a notification outdates them. */
+  journalFeed?: JournalWatch | null;
 }
 
 const querystring = z.object({
@@ -47,7 +50,17 @@ void viewIsDocumented;
 // The answer is serialised with plain JSON.stringify: readPaymentStatus builds the view field by field
 // and its type is the schema's (checked above), so zod's encode on every poll (a validating copy,
 // three times the cost of the stringify) would only copy it. The schema stays for the docs.
-const serializeView = (): ((data: unknown) => string) => (data) => JSON.stringify(data);
+// A cached answer is one frozen object handed to every poll of its order (per token verdict and
+// language): its JSON is made once and kept as long as the object lives.
+const serializeView = (): ((data: unknown) => string) => {
+  const json = new WeakMap<object, string>();
+  return (data) => {
+    if (data === null || typeof data !== 'object' || !Object.isFrozen(data)) return JSON.stringify(data);
+    let text = json.get(data);
+    if (text === undefined) json.set(data, (text = JSON.stringify(data)));
+    return text;
+  };
+};
 
 // Every poll of a page names the same ?lang= and Accept-Language: parsing the header once per distinct
 // value (bounded in number and length; a client sending endless variants just starts it over) keeps that off the poll.
@@ -66,6 +79,13 @@ function languageOf(lang: string | undefined, acceptLanguage: string | undefined
 // The rate limit covers this route only (webhooks from NowPayments must never be throttled by a
 // buyer's polling); @fastify/rate-limit itself is registered once in src/http/app.ts.
 export async function paymentStatusRoutes(app: FastifyInstance, deps: PaymentStatusRouteDeps): Promise<void> {
+  const reader = createPaymentStatusReader({
+    pool: deps.pool,
+    statusTokenSecret: deps.statusTokenSecret,
+    journalFeed: deps.journalFeed ?? null,
+    onError: (err) => app.log.warn({ err }, 'payment status cache: looking up the orders of notified payments failed; every cached answer was dropped'),
+  });
+  app.addHook('onClose', async () => reader.close());
   app.withTypeProvider<ZodTypeProvider>().get(
     '/api/payment-status',
     {
@@ -80,7 +100,7 @@ export async function paymentStatusRoutes(app: FastifyInstance, deps: PaymentSta
     },
     async (request, reply) => {
       const dict = languageOf(request.query.lang, request.headers['accept-language']);
-      const view = await readPaymentStatus(deps.pool, deps.statusTokenSecret, { orderId: request.query.order_id, token: request.query.token }, dict.describeStatus);
+      const view = await reader.read({ orderId: request.query.order_id, token: request.query.token }, dict.describeStatus);
       if (!view) {
         throw new HttpError(404, `No order or payment is known under order_id ${JSON.stringify(request.query.order_id)}. Check the link you were given with your order.`);
       }

@@ -49,6 +49,7 @@ import { fmt, percentile, type BenchDatabase } from './support.js';
 //   status reads, 32 clients                  GET /api/payment-status?order_id&token over the  BENCH_STATUS_CLIENTS=32
 //                                             paid orders, round-robin; rows written must be 0
 //
+// BENCH_PG_SOCKET=1: the service (and the bench) reach Postgres over a Unix socket instead of TCP on loopback.
 // Service settings can be tried without editing: BENCH_SERVICE_ENV='WORKER_BATCH_SIZE=50,DB_POOL_MAX=30';
 // BENCH_SERVICE_LOG_LEVEL=info prints the service's start-up log. The service runs as shipped: every
 // actor, reconciliation moved to once a year, payouts in the sandbox (a local EVM chain and a fake

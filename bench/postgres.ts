@@ -105,7 +105,7 @@ export async function openBenchCluster(): Promise<BenchCluster> {
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--no-sync', '--encoding=UTF8', '--locale=C'],
     // The same server settings as the service's embedded Postgres, plus statement statistics.
-    postgresFlags: ['-c', 'max_connections=300', '-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=top'],
+    postgresFlags: ['-c', 'max_connections=300', '-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=top', '-c', `unix_socket_directories=${dir}`],
     onLog: () => {},
     onError: () => {},
   });
@@ -116,7 +116,10 @@ export async function openBenchCluster(): Promise<BenchCluster> {
     await rm(dir, { recursive: true, force: true }).catch(() => {});
     throw new Error(`the bench's embedded Postgres did not start (${String((error as Error | undefined)?.message ?? error)}); set DATABASE_URL to use a server of your own`, { cause: error });
   }
-  const adminUrl = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+  // BENCH_PG_SOCKET=1: every client (the service included) reaches it over a Unix socket in its data
+  // directory instead of TCP on loopback, as a service deployed beside its Postgres would.
+  const socket = Boolean(process.env.BENCH_PG_SOCKET);
+  const adminUrl = socket ? `postgres://postgres:postgres@localhost:${port}/postgres?host=${encodeURIComponent(dir)}` : `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
   const pidText = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => '');
   const pid = Number(pidText.split('\n')[0]);
   return {
@@ -124,7 +127,7 @@ export async function openBenchCluster(): Promise<BenchCluster> {
     postmasterPid: Number.isInteger(pid) && pid > 0 ? pid : await postmasterOf(adminUrl),
     statements: await enableStatements(adminUrl),
     walInspect: await enableWalInspect(adminUrl, true),
-    label: 'embedded Postgres started by the bench (pg_stat_statements preloaded)',
+    label: `embedded Postgres started by the bench (pg_stat_statements preloaded; ${socket ? 'Unix socket' : 'TCP on loopback'})`,
     async close() {
       await server.stop().catch(() => {});
       await rm(dir, { recursive: true, force: true }).catch(() => {});

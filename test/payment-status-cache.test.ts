@@ -376,6 +376,25 @@ describe('status cache bounds (no database)', () => {
     expect(cache.size).toBe(0);
   });
 
+  it('with nothing cached, new payments cost no lookup; a read in flight is still kept out of the cache', async () => {
+    let lookups = 0;
+    const cache = createStatusCache<string>({ ordersOf: async () => (lookups++, new Map()) });
+    cache.connection(listening);
+    let answer!: (v: { value: string; paymentId: null; cacheable: true }) => void;
+    const inFlight = cache.read('a', () => new Promise((resolve) => (answer = resolve)));
+    for (let i = 0; i < 100; i++) cache.committed(`p-new-${i}`, 1);
+    answer({ value: 'A (maybe outdated)', paymentId: null, cacheable: true });
+    expect(await inFlight).toBe('A (maybe outdated)');
+    await cache.settled();
+    expect(lookups).toBe(0);
+    expect(cache.size).toBe(0);
+    // Once something is cached, an unknown payment is looked up again (it may be that order's).
+    await cache.read('a', loaded('A'));
+    cache.committed('p-new-101', 1);
+    await cache.settled();
+    expect(lookups).toBe(1);
+  });
+
   it('a known payment outdates only its own order', async () => {
     const cache = createStatusCache<string>({ ordersOf: async () => new Map() });
     cache.connection(listening);

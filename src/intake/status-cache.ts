@@ -207,6 +207,9 @@ export function createStatusCache<T>(options: StatusCacheOptions): StatusCache<T
       }
       // Which order it belongs to is not known: any answer, cached or in flight, may be outdated.
       staleAll();
+      // With nothing cached there is nothing it could have outdated (the reads in flight are stale now):
+      // no lookup, so a process nobody polls (or a burst of new payments before anyone does) pays nothing.
+      if (entries.size === 0 && unknown.size === 0) return;
       if (unknown.has(paymentId)) {
         if (lookingUp > 0) requeued.add(paymentId);
         return;

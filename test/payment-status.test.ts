@@ -161,6 +161,16 @@ describe('GET /api/payment-status', () => {
     expect((await status(b.orderId, b.token)).body.step).toBe('confirmed');
   });
 
+  /** A pool that answers every query with `row` and records what it was asked; checking out a client fails. */
+  const recordingPool = (row: object, calls: unknown[]) =>
+    ({
+      query: async (config: unknown, values?: unknown) => {
+        calls.push(values === undefined ? config : { config, values });
+        return { rows: [row] };
+      },
+      connect: () => Promise.reject(new Error('the status read must not check out a client (no transaction)')),
+    }) as unknown as pg.Pool;
+
   it('answers from one named (prepared) SELECT and nothing else: no transaction, no second statement', async () => {
     const calls: unknown[] = [];
     const row = {
@@ -168,13 +178,7 @@ describe('GET /api/payment-status', () => {
       duration_days: 30, access_ends_at: null, invite_expires_at: null, payment_id: '1', state: 'received', view: null,
       updated_at: new Date('2026-01-02T03:04:06Z'), state_entered_at: new Date('2026-01-02T03:04:06Z'),
     };
-    const pool = {
-      query: async (config: unknown, values?: unknown) => {
-        calls.push(values === undefined ? config : { config, values });
-        return { rows: [row] };
-      },
-      connect: () => Promise.reject(new Error('the status read must not check out a client (no transaction)')),
-    } as unknown as pg.Pool;
+    const pool = recordingPool(row, calls);
     const token = signStatusToken('s', 'ord_1');
     for (const t of [token, undefined, 'wrong']) await readPaymentStatus(pool, 's', { orderId: 'ord_1', token: t });
     expect(calls).toHaveLength(3);
@@ -194,13 +198,7 @@ describe('GET /api/payment-status', () => {
       view: { step: 'confirming', failure: null, access: { state: null, inviteLink: null, undeliverableReason: null }, np: { actuallyPaid: null, payAmount: null, payCurrency: null } },
       updated_at: new Date('2026-01-02T03:04:06Z'), state_entered_at: new Date('2026-01-02T03:04:06Z'),
     };
-    const pool = {
-      query: async (config: unknown, values?: unknown) => {
-        calls.push(values === undefined ? config : { config, values });
-        return { rows: [row] };
-      },
-      connect: () => Promise.reject(new Error('the status read must not check out a client (no transaction)')),
-    } as unknown as pg.Pool;
+    const pool = recordingPool(row, calls);
     // A feed that is listening and never notifies: everything cacheable stays cached.
     const feed = { watch: () => () => {}, tap: (listener: JournalTapListener) => (listener.connection({ listening: true, generation: 1 }), () => {}) };
     const reader = createPaymentStatusReader({ pool, statusTokenSecret: 's', journalFeed: feed });

@@ -109,6 +109,33 @@ describe('applyEvent across processes', () => {
     expect((await journalOf(t.db, paymentId)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming', 'np.confirmed', 'np.finished', 'route.done']);
   });
 
+  it("a payment's first event costs one statement (no read before the insert); a payment that exists after all is read and decided on", async () => {
+    const statements: string[] = [];
+    const counting = new Proxy(t.db.pool, {
+      get(target, prop) {
+        if (prop !== 'query') return Reflect.get(target, prop, target) as unknown;
+        return (config: { name?: string }, ...rest: unknown[]) => {
+          statements.push(config.name ?? 'unnamed');
+          return (target.query as (...a: unknown[]) => unknown)(config, ...rest);
+        };
+      },
+    });
+    const fresh = createEngine({ pool: counting });
+    const np = (status: string): PaymentEvent => ({ type: `np.${status}`, facts }) as PaymentEvent;
+    const paymentId = newPaymentId();
+    expect(await fresh.applyEvent(paymentId, np('waiting'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 1 });
+    expect(statements).toEqual(['payment-insert-if-absent']);
+    // Another process moves it on; a third, remembering nothing, guesses "new", writes nothing, reads, applies.
+    expect(await t.engine.applyEvent(paymentId, np('confirming'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 2 });
+    statements.length = 0;
+    const third = createEngine({ pool: counting });
+    expect(await third.applyEvent(paymentId, np('confirmed'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3 });
+    expect(statements).toEqual(['payment-insert-if-absent', 'payment-read', 'payment-update-if-version']);
+    // A stale status for it, in yet another process: nothing written, the journal untouched.
+    expect(await createEngine({ pool: counting }).applyEvent(paymentId, np('waiting'), { source: 'ipn' })).toMatchObject({ outcome: 'duplicate', version: 3 });
+    expect((await journalOf(t.db, paymentId)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming', 'np.confirmed']);
+  });
+
   it('two engines applying the same events concurrently: each event once, versions without gaps', async () => {
     const engines = [t.engine, createEngine({ pool: t.db.pool })];
     const paymentId = newPaymentId();

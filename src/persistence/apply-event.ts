@@ -75,8 +75,9 @@ interface Known {
   snapshot: PaymentSnapshot;
 }
 
-interface Seen extends Known {
-  /** The event already stepped on this snapshot (when it came from memory). */
+/** What to decide on: the committed payment (null: none, or guessed none), and the event already stepped on it when that was done to decide. */
+interface Seen {
+  seen: Known | null;
   stepped?: ReturnType<typeof step>;
 }
 
@@ -142,12 +143,12 @@ export function createEngine(deps: EngineDeps): Engine {
   async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult | Refused> {
     const db: Queryable = options.tx ?? pool;
     for (let attempt = 1; ; attempt++) {
-      const seen = await currentState(db, paymentId, event, attempt === 1);
+      const { seen, stepped } = await currentState(db, paymentId, event, attempt === 1, options.refuse);
       const refusal = options.refuse?.(seen?.snapshot ?? null);
       if (refusal) return { outcome: 'refused', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null, reason: refusal };
       // The first event for an unknown payment creates its machine: no row is ever required beforehand.
       const current: PaymentSnapshot = seen ? seen.snapshot : initialSnapshot(paymentId);
-      const first = seen?.stepped ?? step(current, event);
+      const first = stepped ?? step(current, event);
       if (!first.changed) {
         // A replay, a stale status, or a result for a step not reached: nothing to write.
         return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null };
@@ -238,19 +239,24 @@ export function createEngine(deps: EngineDeps): Engine {
    * The committed state to decide on. A snapshot this process committed (or read) last is tried first:
    * if the event changes it, the compare-and-set on its version proves it is still current, and the
    * read is saved. If the event changes nothing there, that proves nothing (the copy may be behind), so
-   * the row is read.
+   * the row is read. A payment this process does not remember, for an event that would create it (a
+   * first IPN), is guessed new: the insert only writes if no row exists (compare-and-set on absence),
+   * so a wrong guess writes nothing and the next attempt reads the row; the right one saves the read.
    */
-  async function currentState(db: Queryable, paymentId: string, event: PaymentEvent, useRecent: boolean): Promise<Seen | null> {
+  async function currentState(db: Queryable, paymentId: string, event: PaymentEvent, useRecent: boolean, refuse: ApplyOptions['refuse']): Promise<Seen> {
     const known = useRecent ? recent.get(paymentId) : undefined;
     if (known) {
       const stepped = step(known.snapshot, event);
-      if (stepped.changed) return { ...known, stepped };
+      if (stepped.changed) return { seen: known, stepped };
+    } else if (useRecent && !refuse?.(null)) {
+      const stepped = step(initialSnapshot(paymentId), event);
+      if (stepped.changed) return { seen: null, stepped };
     }
     const row = (await db.query<Row>({ name: 'payment-read', text: 'SELECT snapshot, version, state FROM payments WHERE payment_id = $1', values: [paymentId] })).rows[0];
-    if (!row) return null;
+    if (!row) return { seen: null };
     const seen = { version: row.version, state: row.state, snapshot: restore(row.snapshot) };
     recent.set(paymentId, seen);
-    return seen;
+    return { seen };
   }
 
   /** An inline effect whose failure makes it a job: null when it failed (its writes taken back). */

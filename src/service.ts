@@ -168,9 +168,18 @@ export async function startService(config: Config, log: Logger, options: Service
     const servesHttp = config.ROLE !== 'worker';
     const runsWorkers = config.ROLE !== 'web';
     const boss = createBoss(db.url, { max: 10, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000, schedule: runsWorkers, supervise: runsWorkers });
-    boss.on('error', (err) => log.error({ err }, 'pg-boss error'));
+    // A stop right after start can race pg-boss's own connections (its LISTEN client still connecting);
+    // one that outlives boss.stop() is ended by our Postgres stopping: expected then, not an error.
+    let bossStopped = false;
+    boss.on('error', (err: Error & { code?: string }) => {
+      if (bossStopped && err.code === '57P01') log.warn({ err }, 'pg-boss: a connection that outlived its stop was closed by the database shutdown');
+      else log.error({ err }, 'pg-boss error');
+    });
     await boss.start();
-    stops.add(() => boss.stop({ graceful: true, close: true, timeout: config.SHUTDOWN_GRACE }));
+    stops.add(async () => {
+      bossStopped = true;
+      await boss.stop({ graceful: true, close: true, timeout: config.SHUTDOWN_GRACE });
+    });
     await ensureQueues(boss, config, {
       // exclusive: one reconciliation queued or active at a time, so a slow run never overlaps the next.
       [RECONCILE_QUEUE]: { policy: 'exclusive', retryLimit: 0, expireInSeconds: 600, notify: true },

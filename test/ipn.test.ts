@@ -3,6 +3,7 @@ import { createIpnService } from '../src/intake/ipn.service.js';
 import { reconcileOnce } from '../src/intake/reconcile.job.js';
 import type { PaymentStatus } from '../src/nowpayments/ipn.schema.js';
 import { signIpn } from '../src/nowpayments/signature.js';
+import { createEngine } from '../src/persistence/apply-event.js';
 import { queueOf } from '../src/persistence/queues.js';
 import type { FakePayment } from '../src/sandbox/nowpayments.fake.js';
 import { jobsFor, journalOf } from './support/engine.js';
@@ -116,6 +117,50 @@ describe('IPN door: verified bodies', () => {
       holder.release();
     }
     expect(await deliveriesOf(h.t.db, paymentIdOf(p))).toEqual([expect.objectContaining({ status: 'applied' })]);
+  });
+
+  it('a progress status is stored and applied in one statement: the delivery row rides in the statement that writes the payment and its journal', async () => {
+    // Every statement the service sends, by name, whether on the pool or on a client taken from it.
+    const sent: string[] = [];
+    const record = (config: unknown) => sent.push(typeof config === 'string' ? config : ((config as { name?: string }).name ?? 'unnamed'));
+    const counting = new Proxy(h.t.db.pool, {
+      get(target, prop) {
+        if (prop === 'query') return (config: unknown, ...rest: unknown[]) => (record(config), (target.query as (...a: unknown[]) => unknown)(config, ...rest));
+        if (prop === 'connect') return async () => {
+          const client = await target.connect();
+          return new Proxy(client, { get: (c, p) => (p === 'query' ? (config: unknown, ...rest: unknown[]) => (record(config), (c.query as (...a: unknown[]) => unknown)(config, ...rest)) : Reflect.get(c, p, c)) });
+        };
+        return Reflect.get(target, prop, target) as unknown;
+      },
+    });
+    const service = () => createIpnService({ pool: counting, engine: createEngine({ pool: counting }), log: h.t.service.log });
+    const ipn = service();
+    const receive = (s: typeof ipn, p: FakePayment) => {
+      const raw = JSON.stringify(p);
+      return s.receive(Buffer.from(raw), JSON.parse(raw));
+    };
+    const { orderId } = await seedOrder(h);
+    const waiting = h.np.pay(orderId, { status: 'waiting' });
+    expect(await receive(ipn, waiting)).toMatchObject({ status: 'applied', version: 1 });
+    expect(sent).toEqual(['payment-insert-if-absent+ipn-delivery-applied']);
+    sent.length = 0;
+    const confirming = h.np.pay(orderId, { status: 'confirming', paymentId: waiting.payment_id });
+    expect(await receive(ipn, confirming)).toMatchObject({ status: 'applied', version: 2 });
+    expect(sent).toEqual(['payment-update-if-version+ipn-delivery-applied']);
+    const id = paymentIdOf(waiting);
+    expect(await deliveriesOf(h.t.db, id)).toEqual([
+      expect.objectContaining({ status: 'applied', event_type: 'np.waiting', applied_version: 1 }),
+      expect.objectContaining({ status: 'applied', event_type: 'np.confirming', applied_version: 2 }),
+    ]);
+    expect((await journalOf(h.t.db, id)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming']);
+
+    // The same bytes at a process that remembers nothing: decided on the row, answered from the stored
+    // delivery; no insert is even tried (nothing written, no sequence value used).
+    sent.length = 0;
+    expect(await receive(service(), confirming)).toMatchObject({ status: 'duplicate' });
+    expect(sent).toEqual(['payment-insert-if-absent+ipn-delivery-applied', 'payment-read', 'ipn-delivery-by-hash']);
+    expect(await deliveriesOf(h.t.db, id)).toHaveLength(2);
+    expect((await journalOf(h.t.db, id)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming']);
   });
 
   it('ids and amounts as numbers or as strings give the same exact facts (no floats)', async () => {

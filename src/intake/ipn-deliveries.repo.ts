@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { WrittenAlongside } from '../persistence/apply-event.js';
 import type { Queryable } from '../persistence/transaction.js';
 import { sanitizeText } from '../domain/text.js';
 import { isDataError } from '../persistence/database.js';
@@ -90,6 +91,22 @@ export async function insertDeliveryWithOutcome(tx: Queryable, d: NewDelivery, u
     values: [d.bodyHash, d.rawBody, d.jsonBody, u.paymentId ?? d.paymentId, d.paymentStatus, u.status, u.problem == null ? null : sanitizeText(u.problem).slice(0, 4000), u.eventType ?? null, u.appliedVersion ?? null],
   });
   return rows[0]?.id ?? null;
+}
+
+/**
+ * The delivery row of an IPN whose transition is being written, as part of that transition's own
+ * statement (see WrittenAlongside): stored as applied, with the version it made, or not at all when
+ * the transition is not written. Its id comes back; null when the same bytes were stored meanwhile.
+ */
+export function deliveryWrittenWith(d: NewDelivery, eventType: string): WrittenAlongside {
+  return {
+    name: 'ipn-delivery-applied',
+    sql: (n) => `INSERT INTO ipn_deliveries (body_hash, raw_body, body, payment_id, payment_status, status, event_type, applied_version, attempts)
+      SELECT $${n}::text, $${n + 1}::text, $${n + 2}::jsonb, payment_id, $${n + 3}::text, 'applied', $${n + 4}::text, version, 1 FROM written
+      ON CONFLICT (body_hash) DO NOTHING
+      RETURNING id`,
+    values: [d.bodyHash, d.rawBody, d.jsonBody, d.paymentStatus, eventType],
+  };
 }
 
 export interface DeliveryUpdate {

@@ -6,8 +6,7 @@ import { findJsonProblem, sanitizeJson } from '../domain/text.js';
 import type { PaymentSnapshot } from '../machines/payment.step.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { isDataError, isDatabaseUnavailable } from '../persistence/database.js';
-import { inTransaction } from '../persistence/transaction.js';
-import { findByHash, getDelivery, insertDeliveryWithOutcome, markDelivery, storeDelivery, type DeliveryUpdate, type NewDelivery } from './ipn-deliveries.repo.js';
+import { deliveryWrittenWith, findByHash, getDelivery, insertDeliveryWithOutcome, markDelivery, storeDelivery, type DeliveryUpdate, type NewDelivery } from './ipn-deliveries.repo.js';
 import { mapIpnBody, type IpnMapping } from './ipn-to-event.js';
 import { ipnProcessed } from './ipn.metrics.js';
 
@@ -123,31 +122,43 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
   }
 
   /**
-   * Store, apply and mark in one transaction, the delivery row written once with its outcome. Throws
-   * (having written nothing) when any of it fails.
+   * Store and apply as one write: the delivery row goes into the statement that writes the transition
+   * (engine `alongside`), so a progress status is one statement and no transaction of its own, and a
+   * status with jobs commits its delivery row with them. An event that changes nothing, or is refused,
+   * writes nothing there; its delivery row is then written on its own. Throws when any of it fails:
+   * if the transition committed, the careful path finds its delivery row stored as applied.
    */
   async function storeAndApply(delivery: NewDelivery, mapping: Extract<IpnMapping, { ok: true }>): Promise<IpnOutcome> {
     const { paymentId, event } = mapping;
-    const outcome = await inTransaction(pool, async (tx): Promise<IpnOutcome> => {
-      const known = await findByHash(tx, delivery.bodyHash);
-      if (known && known.status !== 'received' && known.status !== 'failed') return repeated(known, mapping);
-      const result = await engine.applyEvent(paymentId, event, { source: 'ipn', tx, refuse: orderConflict(paymentId, event.facts.orderId) });
-      const update: DeliveryUpdate =
-        result.outcome === 'refused'
-          ? { status: 'parked', problem: result.reason, paymentId, eventType: event.type }
-          : { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId };
-      let id = known?.id ?? null;
-      if (known) await markDelivery(tx, known.id, update);
-      else id = await insertDeliveryWithOutcome(tx, delivery, update);
-      if (id === null) {
-        // The same bytes, stored by a concurrent request that committed first: that one applied them.
-        const stored = await findByHash(tx, delivery.bodyHash);
-        if (!stored) throw new Error('ipn delivery neither inserted nor found');
-        return { status: 'duplicate', deliveryId: stored.id, paymentId, version: null };
-      }
-      if (update.status === 'parked') return { status: 'parked', deliveryId: id, paymentId, problem: update.problem! };
-      return { status: update.status as 'applied' | 'duplicate', deliveryId: id, paymentId, version: result.version };
-    });
+    const result = await engine.applyEvent(paymentId, event, { source: 'ipn', refuse: orderConflict(paymentId, event.facts.orderId), alongside: deliveryWrittenWith(delivery, event.type) });
+    const update: DeliveryUpdate =
+      result.outcome === 'refused'
+        ? { status: 'parked', problem: result.reason, paymentId, eventType: event.type }
+        : { status: result.outcome, eventType: event.type, appliedVersion: result.outcome === 'applied' ? result.version : null, paymentId };
+    const as = (deliveryId: string): IpnOutcome =>
+      update.status === 'parked'
+        ? { status: 'parked', deliveryId, paymentId, problem: update.problem! }
+        : { status: update.status as 'applied' | 'duplicate', deliveryId, paymentId, version: result.version };
+    let outcome: IpnOutcome;
+    // Applied: its delivery row was written with it (null: the same bytes were stored before). Otherwise
+    // nothing was written: a body stored before keeps its row (no insert, so not even a sequence value
+    // is used up by a re-send), a new one is stored with its outcome.
+    let id = result.outcome === 'applied' ? result.alongside! : null;
+    let stored = id === null ? await findByHash(pool, delivery.bodyHash) : undefined;
+    if (id === null && !stored) {
+      id = await insertDeliveryWithOutcome(pool, delivery, update);
+      if (id === null) stored = await findByHash(pool, delivery.bodyHash); // stored meanwhile
+    }
+    if (id !== null) outcome = as(id);
+    else if (!stored) throw new Error('ipn delivery neither inserted nor found');
+    else if (result.outcome === 'applied' || stored.status === 'received' || stored.status === 'failed') {
+      // Stored by an earlier attempt that failed, is still in flight, or was parked for a cause that is
+      // gone now: that row moves on to this outcome (never backwards, see markDelivery).
+      await markDelivery(pool, stored.id, update);
+      outcome = as(stored.id);
+    } else {
+      outcome = repeated(stored, mapping); // stored and settled before: nothing new
+    }
     if (outcome.status === 'applied' || outcome.status === 'duplicate') settled.set(delivery.bodyHash, outcome.deliveryId);
     if (outcome.status === 'parked') log.warn({ deliveryId: outcome.deliveryId, paymentId, problem: outcome.problem }, 'verified IPN parked: it cannot be applied as it stands; resume with replayDelivery');
     else if (outcome.status === 'applied' || (outcome.status === 'duplicate' && outcome.version !== null)) log.info({ deliveryId: outcome.deliveryId, paymentId, event: event.type, outcome: outcome.status, source: 'ipn' }, 'IPN applied');

@@ -27,10 +27,35 @@ export interface ApplyOptions {
    * decision is made on (null: no payment yet). The event is then neither applied nor written.
    */
   refuse?: (snapshot: PaymentSnapshot | null) => string | null;
+  /** A row of the caller's written by the transition's own statement, only if the transition is written. */
+  alongside?: WrittenAlongside;
+}
+
+/**
+ * A caller's row that belongs to the transition (an IPN's delivery row): written by the same statement
+ * as the payment and its journal, so an event without jobs is stored, applied and recorded in one
+ * round trip, with no transaction of its own. `sql(first)` is an INSERT … SELECT … FROM written (one
+ * row, columns payment_id and version, only when the transition is written) whose parameters are
+ * numbered from $first, RETURNING id. Nothing is written with it when the event changes nothing or is
+ * refused: the caller records those itself.
+ */
+export interface WrittenAlongside {
+  /** Names the combined prepared statement: one name per `sql` text. */
+  name: string;
+  sql(first: number): string;
+  values: unknown[];
 }
 
 export type ApplyResult =
-  | { outcome: 'applied'; paymentId: string; version: number; state: SummaryState; effects: Effect[] }
+  | {
+      outcome: 'applied';
+      paymentId: string;
+      version: number;
+      state: SummaryState;
+      effects: Effect[];
+      /** With `alongside`: the id its insert returned, null when it inserted nothing (ON CONFLICT). */
+      alongside?: string | null;
+    }
   | { outcome: 'duplicate'; paymentId: string; version: number; state: SummaryState | null };
 
 export interface Refused {
@@ -87,6 +112,14 @@ interface Row {
   state: SummaryState;
 }
 
+interface Written {
+  version: number;
+  state: SummaryState;
+  snapshot: PaymentSnapshot;
+  effects: Effect[];
+  alongside: string | null;
+}
+
 /** One journal row: an event and what stepping it did. */
 interface Entry {
   event: PaymentEvent;
@@ -118,7 +151,7 @@ const UPDATE_IF_VERSION = {
            view = $9, step = $10, rank = $11, np_status = $12,
            state_entered_at = CASE WHEN $14 THEN now() ELSE state_entered_at END
      WHERE payment_id = $1 AND version = $13
-    RETURNING payment_id)
+    RETURNING payment_id, version)
   ${JOURNAL}`,
 };
 
@@ -129,9 +162,29 @@ const INSERT_IF_ABSENT = {
     INSERT INTO payments (payment_id, snapshot, version, state, state_value, review_reason, order_id, view, step, rank, np_status)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12)
     ON CONFLICT (payment_id) DO NOTHING
-    RETURNING payment_id)
+    RETURNING payment_id, version)
   ${JOURNAL}`,
 };
+
+/** The write statement with a caller's row in it: journal rows counted, the caller's id returned. */
+const combined = new Map<string, { name: string; text: string }>();
+function withAlongside(write: { name: string; text: string }, alongside: WrittenAlongside, first: number) {
+  const name = `${write.name}+${alongside.name}`;
+  let statement = combined.get(name);
+  if (!statement) {
+    // Both write statements end with the journal insert: it becomes a CTE of its own.
+    const head = write.text.slice(0, write.text.lastIndexOf(JOURNAL)).trimEnd();
+    statement = {
+      name,
+      text: `${head},
+  journal AS (${JOURNAL} RETURNING 1),
+  alongside AS (${alongside.sql(first)})
+  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, (SELECT id FROM alongside)::text AS alongside_id`,
+    };
+    combined.set(name, statement);
+  }
+  return statement;
+}
 
 export function createEngine(deps: EngineDeps): Engine {
   const { pool } = deps;
@@ -147,17 +200,16 @@ export function createEngine(deps: EngineDeps): Engine {
       const refusal = options.refuse?.(seen?.snapshot ?? null);
       if (refusal) return { outcome: 'refused', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null, reason: refusal };
       // The first event for an unknown payment creates its machine: no row is ever required beforehand.
-      const current: PaymentSnapshot = seen ? seen.snapshot : initialSnapshot(paymentId);
-      const first = stepped ?? step(current, event);
+      const first = stepped ?? step(seen ? seen.snapshot : initialSnapshot(paymentId), event);
       if (!first.changed) {
         // A replay, a stale status, or a result for a step not reached: nothing to write.
         return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null };
       }
       const base = seen?.version ?? 0;
-      const entries: Entry[] = [{ event, source: options.source, from: seen ? current : null, to: first.next, effects: first.effects }];
-      let written: { version: number; state: SummaryState; snapshot: PaymentSnapshot; effects: Effect[] } | null = null;
+      const entries: Entry[] = [{ event, source: options.source, from: seen?.snapshot ?? null, to: first.next, effects: first.effects }];
+      let written: Written | null = null;
       try {
-        const write = (tx: Queryable) => writeTransition(tx, paymentId, base, entries);
+        const write = (tx: Queryable) => writeTransition(tx, paymentId, base, entries, options.alongside);
         if (first.effects.length === 0) written = await write(db);
         else if (options.tx) written = await inSavepoint(options.tx, first.effects.some((e) => isInline(e.effect)), write);
         else written = await inOwnTransaction(write);
@@ -165,7 +217,10 @@ export function createEngine(deps: EngineDeps): Engine {
         if (written) recent.set(paymentId, { version: written.version, state: written.state, snapshot: written.snapshot });
         else recent.delete(paymentId);
       }
-      if (written) return { outcome: 'applied', paymentId, version: written.version, state: written.state, effects: written.effects };
+      if (written) {
+        const { version, state, effects, alongside } = written;
+        return { outcome: 'applied', paymentId, version, state, effects, ...(options.alongside && { alongside }) };
+      }
       // Another writer committed this version first: re-read and decide again on its result.
       if (attempt >= MAX_ATTEMPTS) throw new Error(`applyEvent: payment ${paymentId} kept changing under ${MAX_ATTEMPTS} attempts`);
     }
@@ -177,7 +232,7 @@ export function createEngine(deps: EngineDeps): Engine {
    * on `base`. Null when another writer got there first (the caller's transaction is then rolled back,
    * so an inline effect's writes go with it).
    */
-  async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[]) {
+  async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[], alongside?: WrittenAlongside): Promise<Written | null> {
     let snapshot = entries[0]!.to;
     const jobs: Effect[] = [];
     // Each effect with the journal row whose step asked for it: that row lists the ones that became jobs.
@@ -230,9 +285,14 @@ export function createEngine(deps: EngineDeps): Engine {
     if (first.from) params.push(base, JSON.stringify(first.from.value) !== JSON.stringify(snapshot.value));
     // Named statements: Postgres parses and plans each once per connection, not once per event.
     const sql = first.from ? UPDATE_IF_VERSION : INSERT_IF_ABSENT;
-    if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
+    let alongsideId: string | null = null;
+    if (alongside) {
+      const result = await tx.query<{ journal_rows: number; alongside_id: string | null }>({ ...withAlongside(sql, alongside, params.length + 1), values: [...params, ...alongside.values] });
+      if (result.rows[0]!.journal_rows === 0) return null;
+      alongsideId = result.rows[0]!.alongside_id;
+    } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
     await insertEffectJobs(tx, paymentId, jobs);
-    return { version, state: summary.state, snapshot, effects: jobs };
+    return { version, state: summary.state, snapshot, effects: jobs, alongside: alongsideId };
   }
 
   /**

@@ -104,18 +104,24 @@ function canonical(body: Record<string, unknown>, form: SignatureForm): string |
   }
 }
 
-// Every string we are willing to check a signature against. Empty for anything but a JSON object: an IPN
-// is always an object, and an empty list makes verification fail closed.
-export function canonicalForms(body: unknown): string[] {
-  if (!isPlainObject(body) || jsonDepth(body) > MAX_JSON_DEPTH) return [];
+// Every string we are willing to check a signature against, most common first, each made only when
+// asked for (a genuine IPN is nearly always the first). Nothing for anything but a JSON object: an IPN
+// is always an object, and no candidate makes verification fail closed.
+function* candidates(body: unknown): Generator<string> {
+  if (!isPlainObject(body) || jsonDepth(body) > MAX_JSON_DEPTH) return;
   const forms: SignatureForm[] = ['recursive', 'recursive-ascii', 'js-sample'];
   if (isFlat(body)) forms.push('legacy');
-  const out = new Set<string>();
+  const seen = new Set<string>();
   for (const form of forms) {
     const s = canonical(body, form);
-    if (s !== undefined) out.add(s);
+    if (s === undefined || seen.has(s)) continue;
+    seen.add(s);
+    yield s;
   }
-  return [...out];
+}
+
+export function canonicalForms(body: unknown): string[] {
+  return [...candidates(body)];
 }
 
 function hmac(data: string, secret: string): Buffer {
@@ -139,11 +145,10 @@ export function verifyIpnSignature(body: unknown, header: string | undefined, se
   // timingSafeEqual (which throws on unequal lengths) always gets 64 bytes.
   if (header === undefined || !SHA512_HEX.test(header.trim())) return false;
   const received = Buffer.from(header.trim(), 'hex');
-  let ok = false;
-  // No early exit: which form matched is not secret, but a constant amount of work per request is simpler
-  // to reason about.
-  for (const candidate of canonicalForms(body)) {
-    if (timingSafeEqual(hmac(candidate, secret), received)) ok = true;
+  // Each comparison is constant-time. Stopping at the first form that matches only tells which form
+  // the sender used, which is no secret; a forged signature is checked against every form.
+  for (const candidate of candidates(body)) {
+    if (timingSafeEqual(hmac(candidate, secret), received)) return true;
   }
-  return ok;
+  return false;
 }

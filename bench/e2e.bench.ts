@@ -3,7 +3,7 @@ import { startFakeNowPayments, type FakePayment } from '../src/sandbox/nowpaymen
 import { startFakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
 import { createMeter, withoutSettle, type Costs } from './costs.js';
 import { httpClient, type HttpClient, type LoadResult } from './http-load.js';
-import { benchDuplicates, benchIngest, benchStatusReads, type SignedIpn, type StatusTarget } from './ipn.bench.js';
+import { benchDuplicates, benchIngest, benchStatusReads, presignedIpns, type SignedIpn, type StatusTarget } from './ipn.bench.js';
 import { createDatabase } from './postgres.js';
 import { prepareRawLimit } from './raw-limit.js';
 import { parseEnvList, startServiceProcess } from './service-process.js';
@@ -41,7 +41,8 @@ import { fmt, percentile, type BenchDatabase } from './support.js';
 //                                             BEGIN; UPDATE jsonb; INSERT journal; COMMIT
 //                                             (a median payment and journal row of this run)
 //                                             vs signed `waiting` IPNs each creating a
-//                                             payment (nothing enqueued); medians. Their
+//                                             payment (nothing enqueued; signed before the
+//                                             window, as a sender has them); medians. Their
 //                                             costs: one more window of new IPNs
 //   duplicate IPN cost, 8 clients             the applied IPNs' exact bytes again; ratio =
 //                                             (service + Postgres CPU) per duplicate / per
@@ -75,6 +76,8 @@ const PLAN = 'bench-30d';
 const FIRST_BUYER = 500_000_000;
 /** The gap between a payment's waiting, confirming and finished IPNs in the open loop. */
 const STATUS_GAP_MS = 50;
+/** IPNs signed before each ingest window, per second of it: above what the service takes here. */
+const PRESIGNED_PER_SECOND = 1_200;
 const DM_TIMEOUT_MS = 60_000;
 
 export interface E2eOptions {
@@ -466,14 +469,15 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
       const ROUNDS = 3;
       for (let round = 0; round < ROUNDS; round++) {
         rawRuns.push(await raw.run(clients, S / ROUNDS));
-        ingestRuns.push(await benchIngest(http, IPN_SECRET, clients, S / ROUNDS, applied));
+        ingestRuns.push(await benchIngest(http, presignedIpns(IPN_SECRET, Math.ceil(PRESIGNED_PER_SECOND * (S / ROUNDS))), clients, S / ROUNDS, applied));
       }
       await raw.close();
       const ingestMedian = [...ingestRuns].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(ROUNDS / 2)]!;
       const ingestFailures = ingestRuns.reduce((n, r) => n + r.failures, 0);
       // The costs: one more window of new IPNs alone, then their exact bytes again, then status reads.
       await meter.settle();
-      const fresh = await measure(() => benchIngest(http, IPN_SECRET, clients, S, applied));
+      const ipns = presignedIpns(IPN_SECRET, PRESIGNED_PER_SECOND * S);
+      const fresh = await measure(() => benchIngest(http, ipns, clients, S, applied));
       const ingestRow: LoadResult = { ...fresh.result, perSecond: ingestMedian.perSecond, failures: fresh.result.failures + ingestFailures, firstFailure: fresh.result.firstFailure ?? ingestRuns.find((r) => r.firstFailure)?.firstFailure ?? null };
       const duplicate = await measure(() => benchDuplicates(http, applied, clients, S));
       const status = await measure(() => benchStatusReads(http, paidTargets, options.statusClients, S));

@@ -5,6 +5,8 @@ import { measure } from './support.js';
 // using, in the same run: BEGIN; UPDATE a jsonb row; INSERT a journal row; COMMIT. The rows written
 // are a real payment row and a real journal row of this run (median size, as jsonb), so the raw
 // transaction writes what a transition writes. Plain pg only, so it runs against any commit.
+// Its two tables are scratch and never vacuumed automatically: the raw rounds alternate with the
+// service's, and a vacuum of the raw rounds' dead rows would otherwise run during the service's.
 
 export interface RawLimit {
   /** Transactions per second at `clients`. */
@@ -34,8 +36,8 @@ export async function prepareRawLimit(url: string, maxClients: number): Promise<
   const snapshot = (await medianRow(pool, 'payments')) ?? FALLBACK_SNAPSHOT;
   const event = (await medianRow(pool, 'payment_journal')) ?? FALLBACK_EVENT;
   await pool.query(`DROP TABLE IF EXISTS bench_state, bench_journal;
-    CREATE TABLE bench_state (id int PRIMARY KEY, snapshot jsonb NOT NULL, version int NOT NULL);
-    CREATE TABLE bench_journal (id int NOT NULL, seq int NOT NULL, event jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now());
+    CREATE TABLE bench_state (id int PRIMARY KEY, snapshot jsonb NOT NULL, version int NOT NULL) WITH (autovacuum_enabled = false);
+    CREATE TABLE bench_journal (id int NOT NULL, seq int NOT NULL, event jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now()) WITH (autovacuum_enabled = false);
     INSERT INTO bench_state SELECT g, '{}', 0 FROM generate_series(0, 9999) g;`);
   return {
     payloadBytes: { snapshot: Buffer.byteLength(snapshot), event: Buffer.byteLength(event) },

@@ -1,12 +1,11 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EffectActor } from '../src/actors/effect-actor.js';
 import { statusView } from '../src/http/routes/payment-status.route.js';
 import type { PaymentEvent } from '../src/machines/payment.events.js';
 import { createPaymentStatusReader, readPaymentStatus, STATUS_STATEMENT, type PaymentStatusView } from '../src/intake/payment-status.js';
 import type { JournalTapListener } from '../src/operator/journal-feed.js';
 import { signStatusToken } from '../src/orders/status-token.js';
-import { footprint, paymentIdOf, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
+import { footprint, inlineNotRun, paymentIdOf, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
 
 let h: IntakeHarness;
 beforeAll(async () => {
@@ -15,8 +14,7 @@ beforeAll(async () => {
   // again, which nobody works here (no effect workers), so a paid order stays "confirmed" with its job
   // waiting: the state in which the replaced system's polling re-ran processing.
   // The same for accumulating the owner's share, where it is inline too: this file moves payments by hand.
-  const notRun = (effect: EffectActor['effect']): EffectActor => ({ effect, perform: () => Promise.reject(new Error(`no ${effect} worker in this test`)) });
-  h = await startIntake({ STATUS_RATE_LIMIT: '1500', RECONCILE_EVERY: '0 0 1 1 *' }, { effects: [], actors: { route: notRun('route'), accumulate: notRun('accumulate') } });
+  h = await startIntake({ STATUS_RATE_LIMIT: '1500', RECONCILE_EVERY: '0 0 1 1 *' }, { effects: [], actors: inlineNotRun });
 });
 afterAll(async () => {
   await h.close();

@@ -3,6 +3,8 @@ import { batchQueues } from '../src/actors/payouts/batches.js';
 import { createChannel } from '../src/channels/channel-admin.service.js';
 import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts } from '../src/machines/payment.events.js';
+import { inlineEffects } from '../src/actors/index.js';
+import { createEngine } from '../src/persistence/apply-event.js';
 import { insertEffectJobs } from '../src/persistence/effect-jobs.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { queueOf } from '../src/persistence/queues.js';
@@ -87,6 +89,35 @@ describe('routing inside the confirming transaction', () => {
     // A replay changes nothing, books nothing and queues nothing.
     expect(await t.engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'duplicate', version: 3 });
     expect(await jobsOf(paymentId)).toHaveLength(1);
+    expect(await ledgerOf(paymentId)).toHaveLength(2);
+  });
+
+  it("in the engine's own transaction the credit needs no savepoint: one BEGIN, no SAVEPOINT, one COMMIT", async () => {
+    const sent: string[] = [];
+    const recording = new Proxy(t.db.pool, {
+      get(target, prop) {
+        if (prop !== 'connect') return Reflect.get(target, prop, target) as unknown;
+        return async () => {
+          const client = await target.connect();
+          return new Proxy(client, {
+            get: (c, p) =>
+              p === 'query'
+                ? (config: unknown, ...rest: unknown[]) => {
+                    sent.push(typeof config === 'string' ? config : ((config as { name?: string; text?: string }).name ?? (config as { text: string }).text.trim().split(/\s+/)[0]!));
+                    return (c.query as (...a: unknown[]) => unknown)(config, ...rest);
+                  }
+                : Reflect.get(c, p, c),
+          });
+        };
+      },
+    });
+    const engine = createEngine({ pool: recording, inline: inlineEffects({ boss: t.boss }) });
+    const orderId = await seedOrder('threshold');
+    const paymentId = newPaymentId();
+    expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3, state: 'accumulated' });
+    expect(sent[0]).toBe('BEGIN');
+    expect(sent.at(-1)).toBe('COMMIT');
+    expect(sent.filter((s) => /SAVEPOINT|ROLLBACK/i.test(s))).toEqual([]);
     expect(await ledgerOf(paymentId)).toHaveLength(2);
   });
 

@@ -78,8 +78,10 @@ export interface Engine {
  * owner's ledger credit another.
  *
  * onError says what its failure means. 'fail': the transition fails with it (routing: nothing after it
- * can run without a route; the sender retries). 'queue': its writes are taken back to a savepoint and
- * it is queued as a job instead, so a ledger fault never holds the invite decided in the same step.
+ * can run without a route; the sender retries). 'queue': its writes are taken back and it is queued as
+ * a job instead, so a ledger fault never holds the invite decided in the same step (in the engine's own
+ * transaction by rolling it all back and deciding again with the effect queued, which costs nothing
+ * until it happens; in a caller's transaction, to a savepoint).
  */
 export interface InlineEffect {
   perform(tx: Queryable, snapshot: PaymentSnapshot): Promise<PaymentEvent>;
@@ -118,6 +120,24 @@ interface Written {
   snapshot: PaymentSnapshot;
   effects: Effect[];
   alongside: string | null;
+}
+
+/** How writeTransition writes: a caller's row alongside, inline effects already queued, whose transaction. */
+interface WriteHow {
+  alongside: WrittenAlongside | undefined;
+  queued: ReadonlySet<EffectName>;
+  /** The engine's own transaction (not a caller's): a failed 'queue' effect may roll it back whole. */
+  ownTransaction: boolean;
+}
+
+/** A 'queue' inline effect failed in the engine's own transaction: roll back, decide again with it queued. */
+class QueueInstead extends Error {
+  constructor(
+    readonly effect: EffectName,
+    cause: unknown,
+  ) {
+    super(`inline effect ${effect} failed; it becomes a job`, { cause });
+  }
 }
 
 /** One journal row: an event and what stepping it did. */
@@ -195,6 +215,8 @@ export function createEngine(deps: EngineDeps): Engine {
 
   async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult | Refused> {
     const db: Queryable = options.tx ?? pool;
+    // Inline effects that failed in an earlier attempt of the engine's own transaction: jobs from then on.
+    const queued = new Set<EffectName>();
     for (let attempt = 1; ; attempt++) {
       const { seen, stepped } = await currentState(db, paymentId, event, attempt === 1, options.refuse);
       const refusal = options.refuse?.(seen?.snapshot ?? null);
@@ -209,10 +231,16 @@ export function createEngine(deps: EngineDeps): Engine {
       const entries: Entry[] = [{ event, source: options.source, from: seen?.snapshot ?? null, to: first.next, effects: first.effects }];
       let written: Written | null = null;
       try {
-        const write = (tx: Queryable) => writeTransition(tx, paymentId, base, entries, options.alongside);
+        const write = (tx: Queryable) => writeTransition(tx, paymentId, base, entries, { alongside: options.alongside, queued, ownTransaction: !options.tx });
         if (first.effects.length === 0) written = await write(db);
         else if (options.tx) written = await inSavepoint(options.tx, first.effects.some((e) => isInline(e.effect)), write);
         else written = await inOwnTransaction(write);
+      } catch (error) {
+        if (!(error instanceof QueueInstead) || queued.has(error.effect)) throw error;
+        // Its transaction is rolled back whole; the transition is decided again with that effect a job.
+        queued.add(error.effect);
+        deps.onInlineQueued?.(paymentId, error.effect, error.cause);
+        continue;
       } finally {
         if (written) recent.set(paymentId, { version: written.version, state: written.state, snapshot: written.snapshot });
         else recent.delete(paymentId);
@@ -232,7 +260,8 @@ export function createEngine(deps: EngineDeps): Engine {
    * on `base`. Null when another writer got there first (the caller's transaction is then rolled back,
    * so an inline effect's writes go with it).
    */
-  async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[], alongside?: WrittenAlongside): Promise<Written | null> {
+  async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[], how: WriteHow): Promise<Written | null> {
+    const { alongside, queued, ownTransaction } = how;
     let snapshot = entries[0]!.to;
     const jobs: Effect[] = [];
     // Each effect with the journal row whose step asked for it: that row lists the ones that became jobs.
@@ -244,12 +273,15 @@ export function createEngine(deps: EngineDeps): Engine {
     };
     while (pending.length > 0) {
       const { effect, entry } = pending.shift()!;
-      const spec = inline[effect.effect];
+      const spec = queued.has(effect.effect) ? undefined : inline[effect.effect];
       if (!spec) {
         queue(effect, entry);
         continue;
       }
-      const result = spec.onError === 'queue' ? await performOrQueue(tx, paymentId, effect, spec, snapshot) : await spec.perform(tx, snapshot);
+      let result: PaymentEvent | null;
+      if (spec.onError === 'fail') result = await spec.perform(tx, snapshot);
+      else if (ownTransaction) result = await performOrThrow(tx, effect, spec, snapshot);
+      else result = await performOrQueue(tx, paymentId, effect, spec, snapshot);
       if (result === null) {
         queue(effect, entry);
         continue;
@@ -319,7 +351,20 @@ export function createEngine(deps: EngineDeps): Engine {
     return { seen };
   }
 
-  /** An inline effect whose failure makes it a job: null when it failed (its writes taken back). */
+  /**
+   * In the engine's own transaction an inline effect whose failure makes it a job needs no savepoint
+   * (two round trips on every payment that has one): its failure rolls the whole transaction back and
+   * the transition is decided again with the effect queued (applyEvent), routing and all redone.
+   */
+  async function performOrThrow(tx: Queryable, effect: Effect, spec: InlineEffect, snapshot: PaymentSnapshot): Promise<PaymentEvent> {
+    try {
+      return await spec.perform(tx, snapshot);
+    } catch (error) {
+      throw new QueueInstead(effect.effect, error);
+    }
+  }
+
+  /** In a caller's transaction, an inline effect whose failure makes it a job: null when it failed (its writes taken back to a savepoint). */
   async function performOrQueue(tx: Queryable, paymentId: string, effect: Effect, spec: InlineEffect, snapshot: PaymentSnapshot): Promise<PaymentEvent | null> {
     await tx.query('SAVEPOINT inline_effect');
     try {

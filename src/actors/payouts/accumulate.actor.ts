@@ -16,8 +16,8 @@ import { claimAndScheduleIn } from './batches.js';
 // It needs nothing but our own tables, so, like routing, it runs inside the transition that asks for
 // it (accumulateInline: the transaction that routes the payment) — no job, no queue wait, no second
 // write of the payment. Unlike routing, its failure must not hold the payment's invite (access and
-// payout are independent regions): the engine takes its writes back to a savepoint and queues it as a
-// job instead (onError 'queue'), which retries and, when its retries run out, parks the payout only.
+// payout are independent regions): the engine takes its writes back and queues it as a job instead
+// (onError 'queue'; see InlineEffect), which retries and, when its retries run out, parks the payout only.
 // Claims of one channel take turns until commit (claimAndScheduleIn), so two payments crossing the
 // threshold together are claimed by whichever commits second, at once, not by the periodic sweep.
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { WrittenAlongside } from '../persistence/apply-event.js';
+import type { WrittenAlongside } from '../persistence/transition-statements.js';
 import type { Queryable } from '../persistence/transaction.js';
 import { sanitizeText } from '../domain/text.js';
 import { isDataError } from '../persistence/database.js';

@@ -1,0 +1,70 @@
+// The statements that write a transition (persistence/apply-event.ts decides; these write). Named, so
+// Postgres parses and plans each once per connection, not once per event.
+
+/**
+ * A caller's row that belongs to the transition (an IPN's delivery row): written by the same statement
+ * as the payment and its journal, so an event without jobs is stored, applied and recorded in one
+ * round trip, with no transaction of its own. `sql(first)` is an INSERT … SELECT … FROM written (one
+ * row, columns payment_id and version, only when the transition is written) whose parameters are
+ * numbered from $first, RETURNING id. Nothing is written with it when the event changes nothing or is
+ * refused: the caller records those itself.
+ */
+export interface WrittenAlongside {
+  /** Names the combined prepared statement: one name per `sql` text. */
+  name: string;
+  sql(first: number): string;
+  values: unknown[];
+}
+
+// Both statements write the payment row and its journal rows in one statement: the journal insert only
+// happens if the row write did, so `rowCount >= 1` means "our version won". $3 is the version after the
+// last entry; the entries ($8) carry their own seq (a transition with an inline effect writes two).
+const JOURNAL = `
+  INSERT INTO payment_journal (payment_id, seq, event_type, event, source, from_state, to_state, effects)
+  SELECT payment_id, j.seq, j.event_type, j.event, j.source, j.from_state, j.to_state, j.effects
+    FROM written, jsonb_to_recordset($8::jsonb) AS j(seq int, event_type text, event jsonb, source text, from_state jsonb, to_state jsonb, effects jsonb)`;
+
+export const UPDATE_IF_VERSION = {
+  name: 'payment-update-if-version',
+  text: `
+  WITH written AS (
+    UPDATE payments
+       SET snapshot = $2, version = $3, state = $4, state_value = $5, review_reason = $6,
+           order_id = coalesce(order_id, $7), updated_at = now(),
+           view = $9, step = $10, rank = $11, np_status = $12,
+           state_entered_at = CASE WHEN $14 THEN now() ELSE state_entered_at END
+     WHERE payment_id = $1 AND version = $13
+    RETURNING payment_id, version)
+  ${JOURNAL}`,
+};
+
+export const INSERT_IF_ABSENT = {
+  name: 'payment-insert-if-absent',
+  text: `
+  WITH written AS (
+    INSERT INTO payments (payment_id, snapshot, version, state, state_value, review_reason, order_id, view, step, rank, np_status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12)
+    ON CONFLICT (payment_id) DO NOTHING
+    RETURNING payment_id, version)
+  ${JOURNAL}`,
+};
+
+/** The write statement with a caller's row in it: journal rows counted, the caller's id returned. */
+const combined = new Map<string, { name: string; text: string }>();
+export function withAlongside(write: { name: string; text: string }, alongside: WrittenAlongside, first: number) {
+  const name = `${write.name}+${alongside.name}`;
+  let statement = combined.get(name);
+  if (!statement) {
+    // Both write statements end with the journal insert: it becomes a CTE of its own.
+    const head = write.text.slice(0, write.text.lastIndexOf(JOURNAL)).trimEnd();
+    statement = {
+      name,
+      text: `${head},
+  journal AS (${JOURNAL} RETURNING 1),
+  alongside AS (${alongside.sql(first)})
+  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, (SELECT id FROM alongside)::text AS alongside_id`,
+    };
+    combined.set(name, statement);
+  }
+  return statement;
+}

@@ -11,6 +11,7 @@ import { queueOf } from '../src/persistence/queues.js';
 import { inTransaction } from '../src/persistence/transaction.js';
 import { insertOrder } from '../src/orders/orders.repo.js';
 import { journalOf, paymentRow, startTestEngine, type TestEngine } from './support/engine.js';
+import { recordingPool } from './support/statements.js';
 
 // The cheap path of a transition: routing decided inside the transaction that confirms the payment,
 // and every job of a transition written by one named statement that must write what pg-boss writes.
@@ -93,24 +94,7 @@ describe('routing inside the confirming transaction', () => {
   });
 
   it("in the engine's own transaction the credit needs no savepoint: one BEGIN, no SAVEPOINT, one COMMIT", async () => {
-    const sent: string[] = [];
-    const recording = new Proxy(t.db.pool, {
-      get(target, prop) {
-        if (prop !== 'connect') return Reflect.get(target, prop, target) as unknown;
-        return async () => {
-          const client = await target.connect();
-          return new Proxy(client, {
-            get: (c, p) =>
-              p === 'query'
-                ? (config: unknown, ...rest: unknown[]) => {
-                    sent.push(typeof config === 'string' ? config : ((config as { name?: string; text?: string }).name ?? (config as { text: string }).text.trim().split(/\s+/)[0]!));
-                    return (c.query as (...a: unknown[]) => unknown)(config, ...rest);
-                  }
-                : Reflect.get(c, p, c),
-          });
-        };
-      },
-    });
+    const { pool: recording, sent } = recordingPool(t.db.pool);
     const engine = createEngine({ pool: recording, inline: inlineEffects({ boss: t.boss }) });
     const orderId = await seedOrder('threshold');
     const paymentId = newPaymentId();

@@ -8,6 +8,7 @@ import { effectJobId } from '../src/persistence/job-id.js';
 import { effectQueueOptions, queueOf } from '../src/persistence/queues.js';
 import { loadConfig } from '../src/config.js';
 import { jobsFor, journalOf, paymentRow, startTestEngine, type TestEngine } from './support/engine.js';
+import { recordingPool } from './support/statements.js';
 
 const facts = { orderId: 'order-1', payAmount: '0.05', actuallyPaid: '0.05', payCurrency: 'eth', priceAmount: '100', priceCurrency: 'usd' };
 const finished: PaymentEvent = { type: 'np.finished', facts };
@@ -110,16 +111,7 @@ describe('applyEvent across processes', () => {
   });
 
   it("a payment's first event costs one statement (no read before the insert); a payment that exists after all is read and decided on", async () => {
-    const statements: string[] = [];
-    const counting = new Proxy(t.db.pool, {
-      get(target, prop) {
-        if (prop !== 'query') return Reflect.get(target, prop, target) as unknown;
-        return (config: { name?: string }, ...rest: unknown[]) => {
-          statements.push(config.name ?? 'unnamed');
-          return (target.query as (...a: unknown[]) => unknown)(config, ...rest);
-        };
-      },
-    });
+    const { pool: counting, sent: statements } = recordingPool(t.db.pool);
     const fresh = createEngine({ pool: counting });
     const np = (status: string): PaymentEvent => ({ type: `np.${status}`, facts }) as PaymentEvent;
     const paymentId = newPaymentId();

@@ -8,6 +8,7 @@ import { queueOf } from '../src/persistence/queues.js';
 import type { FakePayment } from '../src/sandbox/nowpayments.fake.js';
 import { jobsFor, journalOf } from './support/engine.js';
 import { IPN_SECRET, deliveriesOf, metric, paymentIdOf, seedOrder, startIntake, type IntakeHarness } from './support/intake.js';
+import { recordingPool } from './support/statements.js';
 
 let h: IntakeHarness;
 beforeAll(async () => {
@@ -121,18 +122,7 @@ describe('IPN door: verified bodies', () => {
 
   it('a progress status is stored and applied in one statement: the delivery row rides in the statement that writes the payment and its journal', async () => {
     // Every statement the service sends, by name, whether on the pool or on a client taken from it.
-    const sent: string[] = [];
-    const record = (config: unknown) => sent.push(typeof config === 'string' ? config : ((config as { name?: string }).name ?? 'unnamed'));
-    const counting = new Proxy(h.t.db.pool, {
-      get(target, prop) {
-        if (prop === 'query') return (config: unknown, ...rest: unknown[]) => (record(config), (target.query as (...a: unknown[]) => unknown)(config, ...rest));
-        if (prop === 'connect') return async () => {
-          const client = await target.connect();
-          return new Proxy(client, { get: (c, p) => (p === 'query' ? (config: unknown, ...rest: unknown[]) => (record(config), (c.query as (...a: unknown[]) => unknown)(config, ...rest)) : Reflect.get(c, p, c)) });
-        };
-        return Reflect.get(target, prop, target) as unknown;
-      },
-    });
+    const { pool: counting, sent } = recordingPool(h.t.db.pool);
     const service = () => createIpnService({ pool: counting, engine: createEngine({ pool: counting }), log: h.t.service.log });
     const ipn = service();
     const receive = (s: typeof ipn, p: FakePayment) => {

@@ -169,7 +169,7 @@ export function createEngine(deps: EngineDeps): Engine {
         else if (options.tx) written = await inSavepoint(options.tx, first.effects.some((e) => isInline(e.effect)), write);
         else written = await inOwnTransaction(write);
       } catch (error) {
-        if (!(error instanceof QueueInstead) || queued.has(error.effect)) throw error;
+        if (!(error instanceof QueueInstead)) throw error;
         // Its transaction is rolled back whole; the transition is decided again with that effect a job.
         queued.add(error.effect);
         deps.onInlineQueued?.(paymentId, error.effect, error.cause);

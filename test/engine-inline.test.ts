@@ -103,6 +103,10 @@ describe('routing inside the confirming transaction', () => {
     expect(sent.at(-1)).toBe('COMMIT');
     expect(sent.filter((s) => /SAVEPOINT|ROLLBACK/i.test(s))).toEqual([]);
     expect(await ledgerOf(paymentId)).toHaveLength(2);
+    // The channel's claim lock (held until commit) is taken last: after the payment, its journal and
+    // its jobs are written, so payments of one channel wait on each other for the threshold check and
+    // the commit only.
+    expect(sent.slice(-5)).toEqual(['payment-insert-if-absent', 'effect-jobs-insert', 'batch-claim-lock', 'batch-threshold-reached', 'COMMIT']);
   });
 
   it('a threshold credit that cannot be booked (a ledger fault) becomes a job: the payment is routed and its invite queued all the same, nothing half-booked', async () => {

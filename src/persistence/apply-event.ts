@@ -70,9 +70,18 @@ export interface Engine {
  * until it happens; in a caller's transaction, to a savepoint).
  */
 export interface InlineEffect {
-  perform(tx: Queryable, snapshot: PaymentSnapshot): Promise<PaymentEvent>;
+  /**
+   * `last` hands the engine work to run at the end of the transaction, after the payment, its journal
+   * and its jobs are written, right before the commit: a lock taken there (the threshold claim's lock
+   * on the channel) is held for one statement and the commit, not for the rest of the transition. It
+   * fails like the effect itself. In a caller's transaction (whose end the engine does not see) it
+   * runs at once, after `perform`.
+   */
+  perform(tx: Queryable, snapshot: PaymentSnapshot, last: (work: LastWork) => void): Promise<PaymentEvent>;
   onError: 'fail' | 'queue';
 }
+
+export type LastWork = (tx: Queryable) => Promise<void>;
 
 export interface EngineDeps {
   pool: pg.Pool;
@@ -204,6 +213,8 @@ export function createEngine(deps: EngineDeps): Engine {
       jobs.push(effect);
       entry.effects.push(effect);
     };
+    // Work the inline effects left for the end of the engine's own transaction (InlineEffect.perform).
+    const lasts: Array<{ effect: Effect; spec: InlineEffect; work: LastWork }> = [];
     while (pending.length > 0) {
       const { effect, entry } = pending.shift()!;
       const spec = queued.has(effect.effect) ? undefined : inline[effect.effect];
@@ -212,9 +223,19 @@ export function createEngine(deps: EngineDeps): Engine {
         continue;
       }
       let result: PaymentEvent | null;
-      if (spec.onError === 'fail') result = await spec.perform(tx, snapshot);
-      else if (ownTransaction) result = await performOrThrow(tx, effect, spec, snapshot);
-      else result = await performOrQueue(tx, paymentId, effect, spec, snapshot);
+      if (ownTransaction) {
+        const last = (work: LastWork) => void lasts.push({ effect, spec, work });
+        result = spec.onError === 'fail' ? await spec.perform(tx, snapshot, last) : await performOrThrow(effect, () => spec.perform(tx, snapshot, last));
+      } else {
+        // The caller commits: its work left for "last" runs right after the effect, in the same savepoint.
+        const perform = async () => {
+          const now: LastWork[] = [];
+          const event = await spec.perform(tx, snapshot, (work) => void now.push(work));
+          for (const work of now) await work(tx);
+          return event;
+        };
+        result = spec.onError === 'fail' ? await perform() : await performOrQueue(tx, paymentId, effect, perform);
+      }
       if (result === null) {
         queue(effect, entry);
         continue;
@@ -257,6 +278,10 @@ export function createEngine(deps: EngineDeps): Engine {
       alongsideId = result.rows[0]!.alongside_id;
     } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
     await insertEffectJobs(tx, paymentId, jobs);
+    for (const { effect, spec, work } of lasts) {
+      if (spec.onError === 'fail') await work(tx);
+      else await performOrThrow(effect, () => work(tx));
+    }
     return { version, state: summary.state, snapshot, effects: jobs, alongside: alongsideId };
   }
 
@@ -289,19 +314,19 @@ export function createEngine(deps: EngineDeps): Engine {
    * (two round trips on every payment that has one): its failure rolls the whole transaction back and
    * the transition is decided again with the effect queued (applyEvent), routing and all redone.
    */
-  async function performOrThrow(tx: Queryable, effect: Effect, spec: InlineEffect, snapshot: PaymentSnapshot): Promise<PaymentEvent> {
+  async function performOrThrow<T>(effect: Effect, run: () => Promise<T>): Promise<T> {
     try {
-      return await spec.perform(tx, snapshot);
+      return await run();
     } catch (error) {
       throw new QueueInstead(effect.effect, error);
     }
   }
 
   /** In a caller's transaction, an inline effect whose failure makes it a job: null when it failed (its writes taken back to a savepoint). */
-  async function performOrQueue(tx: Queryable, paymentId: string, effect: Effect, spec: InlineEffect, snapshot: PaymentSnapshot): Promise<PaymentEvent | null> {
+  async function performOrQueue(tx: Queryable, paymentId: string, effect: Effect, perform: () => Promise<PaymentEvent>): Promise<PaymentEvent | null> {
     await tx.query('SAVEPOINT inline_effect');
     try {
-      const result = await spec.perform(tx, snapshot);
+      const result = await perform();
       await tx.query('RELEASE SAVEPOINT inline_effect');
       return result;
     } catch (error) {

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { PaymentEvent } from '../../machines/payment.events.js';
 import { viewOf } from '../../machines/payment.view.js';
 import { creditShare, readPayoutFacts, shareOfFacts, type PayoutFacts } from '../../payouts/payment-facts.repo.js';
-import type { InlineEffect } from '../../persistence/apply-event.js';
+import type { InlineEffect, LastWork } from '../../persistence/apply-event.js';
 import { inTransaction, type Queryable } from '../../persistence/transaction.js';
 import type { EffectActor } from '../effect-actor.js';
 import { claimAndScheduleIn } from './batches.js';
@@ -21,12 +21,16 @@ import { claimAndScheduleIn } from './batches.js';
 // Claims of one channel take turns until commit (claimAndScheduleIn), so two payments crossing the
 // threshold together are claimed by whichever commits second, at once, not by the periodic sweep.
 
-async function accumulate(tx: Queryable, boss: PgBoss, paymentId: string, facts: PayoutFacts): Promise<PaymentEvent> {
+// The claim's lock is held until commit, so it is taken last (`last`): inline, the engine runs it after the
+// payment and its jobs are written, right before the commit, and payments of one channel queue behind
+// each other for a statement and a commit, not for the whole transition.
+async function accumulate(tx: Queryable, boss: PgBoss, paymentId: string, facts: PayoutFacts, last: (work: LastWork) => void): Promise<PaymentEvent> {
   const share = await shareOfFacts(tx, paymentId, facts);
   if ('problem' in share) return { type: 'payout.failed', reason: share.problem };
   const { channel, split } = share;
   const { entries } = await creditShare(tx, paymentId, channel, split, null);
-  if (channel.thresholdUsd) await claimAndScheduleIn(boss, tx, channel.openChannelId, channel.thresholdUsd);
+  const threshold = channel.thresholdUsd;
+  if (threshold) last(async (db) => void (await claimAndScheduleIn(boss, db, channel.openChannelId, threshold)));
   return { type: 'accumulate.done', ledgerEntryId: entries[0]!.entryId };
 }
 
@@ -34,7 +38,7 @@ async function accumulate(tx: Queryable, boss: PgBoss, paymentId: string, facts:
 export function accumulateInline(deps: { boss: PgBoss }): InlineEffect {
   return {
     onError: 'queue',
-    perform: (tx, snapshot) => accumulate(tx, deps.boss, snapshot.context.paymentId, viewOf(snapshot)),
+    perform: (tx, snapshot, last) => accumulate(tx, deps.boss, snapshot.context.paymentId, viewOf(snapshot), last),
   };
 }
 
@@ -42,6 +46,12 @@ export function accumulateInline(deps: { boss: PgBoss }): InlineEffect {
 export function createAccumulateActor(deps: { pool: pg.Pool; boss: PgBoss }): EffectActor {
   return {
     effect: 'accumulate',
-    perform: (job) => inTransaction(deps.pool, async (tx) => accumulate(tx, deps.boss, job.paymentId, await readPayoutFacts(tx, job.paymentId))),
+    perform: (job) =>
+      inTransaction(deps.pool, async (tx) => {
+        const claims: LastWork[] = [];
+        const event = await accumulate(tx, deps.boss, job.paymentId, await readPayoutFacts(tx, job.paymentId), (work) => void claims.push(work));
+        for (const claim of claims) await claim(tx);
+        return event;
+      }),
   };
 }

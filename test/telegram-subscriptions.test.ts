@@ -14,6 +14,7 @@ import {
 } from '../src/telegram/subscriptions.service.js';
 import { callsTo, paidOrderFixture, payAndRoute, seedOrder, startTelegramTest, waitForAccess, type TelegramTest } from './telegram-fixtures.js';
 import type { TestDatabase } from './support/database.js';
+import { recordingPool } from './support/statements.js';
 
 // Subscriptions through the running service: grants keyed on the order, renewals extending from the
 // current expiry, and the timers — columns of the subscription, swept by one scheduled job — deciding
@@ -127,6 +128,34 @@ describe('subscriptions', () => {
     const sub = await subscriptionOf(t.svc.db, o.buyer, o.openChannelId);
     expect(sub.expires_at.getTime()).toBe(grants[0]!.expiresAt.getTime());
     expect(sub.expires_at.getTime() - Date.now()).toBeLessThanOrEqual(30 * DAY);
+  });
+
+  it('a grant is two statements (lock and read, grant and extend), a replay one; a grant of the same order committed while waiting for the lock is not made again', async () => {
+    const o = await paidOrderFixture(t.svc.db, { durationDays: 30 });
+    const input = { orderId: o.orderId, paymentId: o.paymentId, buyerTelegramId: o.buyer, openChannelId: o.openChannelId, planId: o.planId, durationDays: 30 };
+    const { pool: recording, sent } = recordingPool(t.svc.db.pool);
+    const deps = { pool: recording, remindersMs: [] };
+    // A holds its grant uncommitted; B's grant of the same order waits for the subscription's lock.
+    const a = await recording.connect();
+    await a.query('BEGIN');
+    const first = await grantAndScheduleIn(deps, a, input);
+    expect(first.fresh).toBe(true);
+    expect(sent).toEqual(['BEGIN', 'subscription-lock-for-grant', 'subscription-grant']);
+    const waiting = grantAndSchedule(deps, input);
+    await vi.waitFor(async () => {
+      const { rows } = await t.svc.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%subscription_grants%'`);
+      expect(rows).toHaveLength(1);
+    });
+    await a.query('COMMIT');
+    a.release();
+    const second = await waiting;
+    expect(second).toEqual({ ...first, fresh: false });
+    expect((await subscriptionOf(t.svc.db, o.buyer, o.openChannelId)).expires_at).toEqual(first.expiresAt);
+    // Replayed afterwards: one statement, nothing extended.
+    sent.length = 0;
+    expect(await grantAndSchedule(deps, input)).toEqual({ ...first, fresh: false });
+    expect(sent).toEqual(['BEGIN', 'subscription-lock-for-grant', 'COMMIT']);
+    expect((await subscriptionOf(t.svc.db, o.buyer, o.openChannelId)).expires_at).toEqual(first.expiresAt);
   });
 
   it('stored periods are grantPeriod on the expiry read under the lock and the database clock', async () => {

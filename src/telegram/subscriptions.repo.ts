@@ -59,6 +59,40 @@ export const nextReminderSql = (expiry: string, offsets: string) =>
 const armTimersSql = (expiry: string, offsets: string) =>
   `reminders_for = ${expiry}, next_reminder_at = ${nextReminderSql(expiry, offsets)}, reminder_attempts = 0, removal_attempts = 0, removal_retry_at = NULL`;
 
+// Insert-or-touch takes the row lock in one statement (ON CONFLICT DO UPDATE locks the existing row)
+// and answers the expiry as it stands once the lock is ours (the newest row version, whatever the
+// statement's snapshot). The order's earlier grant, if any, is read in the same statement; a grant of
+// the same order committed while this one waited for the lock is not in that statement's snapshot, so
+// the grant insert skips an order already granted (ON CONFLICT on order_id) and the extension, which
+// only follows an inserted grant, does not happen: an order never extends a subscription twice.
+const LOCK_SUBSCRIPTION = {
+  name: 'subscription-lock-for-grant',
+  text: `WITH prior AS (
+      SELECT subscription_id::text AS subscription_id, starts_at, expires_at FROM subscription_grants WHERE order_id = $3
+    ), sub AS (
+      INSERT INTO subscriptions (buyer_telegram_id, open_channel_id, expires_at) VALUES ($1, $2, date_trunc('milliseconds', now()))
+      ON CONFLICT (buyer_telegram_id, open_channel_id) DO UPDATE SET updated_at = subscriptions.updated_at
+      RETURNING subscription_id::text AS subscription_id, expires_at
+    )
+    SELECT sub.subscription_id AS "subscriptionId", sub.expires_at AS "expiresAt", date_trunc('milliseconds', now()) AS now,
+           prior.subscription_id AS "priorSubscriptionId", prior.starts_at AS "priorStartsAt", prior.expires_at AS "priorExpiresAt"
+      FROM sub LEFT JOIN prior ON true`,
+};
+
+const GRANT = {
+  name: 'subscription-grant',
+  text: `WITH granted AS (
+       INSERT INTO subscription_grants (order_id, subscription_id, payment_id, plan_id, duration_days, starts_at, expires_at)
+       VALUES ($2, $1, $3, $4, $5, $6, $7)
+       ON CONFLICT (order_id) DO NOTHING
+       RETURNING subscription_id, starts_at, expires_at
+     )
+     UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now(),
+            ${armTimersSql('granted.expires_at', '$8')}
+       FROM granted WHERE s.subscription_id = granted.subscription_id
+     RETURNING s.subscription_id::text AS "subscriptionId", granted.starts_at AS "startsAt", granted.expires_at AS "expiresAt"`,
+};
+
 /**
  * Starts or extends the buyer's subscription for this order, once. Call inside a transaction: the
  * subscription row is locked, so concurrent grants for the same buyer and channel (or the same order)
@@ -66,36 +100,31 @@ const armTimersSql = (expiry: string, offsets: string) =>
  * period itself is grantPeriod's rule (src/domain/subscription.ts), fed with the expiry read under the
  * lock and the database's clock. The statement that moves the expiry also arms its timers (reminders at
  * `remindersMs` before it; the removal is expires_at itself): nothing else is scheduled anywhere.
+ * Two statements (lock and read; grant and extend), one when the order was granted before.
  */
 export async function grantSubscription(tx: pg.PoolClient, g: GrantInput, remindersMs: readonly number[]): Promise<Grant> {
-  // Insert-or-touch takes the row lock in one statement (ON CONFLICT DO UPDATE locks the existing row)
-  // and answers the expiry as it stands once the lock is ours.
-  const { rows: subs } = await tx.query<{ subscriptionId: string; expiresAt: Date; now: Date }>(
-    `INSERT INTO subscriptions (buyer_telegram_id, open_channel_id, expires_at) VALUES ($1, $2, date_trunc('milliseconds', now()))
-     ON CONFLICT (buyer_telegram_id, open_channel_id) DO UPDATE SET updated_at = subscriptions.updated_at
-     RETURNING subscription_id::text AS "subscriptionId", expires_at AS "expiresAt", date_trunc('milliseconds', now()) AS now`,
-    [g.buyerTelegramId, g.openChannelId],
-  );
+  const { rows: subs } = await tx.query<{
+    subscriptionId: string;
+    expiresAt: Date;
+    now: Date;
+    priorSubscriptionId: string | null;
+    priorStartsAt: Date | null;
+    priorExpiresAt: Date | null;
+  }>({ ...LOCK_SUBSCRIPTION, values: [g.buyerTelegramId, g.openChannelId, g.orderId] });
   const sub = subs[0]!;
-  const { rows: existing } = await tx.query<Omit<Grant, 'fresh'>>(
+  if (sub.priorSubscriptionId !== null) return { subscriptionId: sub.priorSubscriptionId, startsAt: sub.priorStartsAt!, expiresAt: sub.priorExpiresAt!, fresh: false };
+  const period = grantPeriod({ currentExpiresAt: sub.expiresAt, now: sub.now, durationDays: g.durationDays });
+  const { rows } = await tx.query<Omit<Grant, 'fresh'>>({
+    ...GRANT,
+    values: [sub.subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays, period.startsAt, period.expiresAt, remindersMs],
+  });
+  if (rows[0]) return { ...rows[0], fresh: true };
+  // Granted by a transaction that committed while this one waited for the lock (see LOCK_SUBSCRIPTION).
+  const { rows: prior } = await tx.query<Omit<Grant, 'fresh'>>(
     `SELECT subscription_id::text AS "subscriptionId", starts_at AS "startsAt", expires_at AS "expiresAt" FROM subscription_grants WHERE order_id = $1`,
     [g.orderId],
   );
-  if (existing[0]) return { ...existing[0], fresh: false };
-  const period = grantPeriod({ currentExpiresAt: sub.expiresAt, now: sub.now, durationDays: g.durationDays });
-  const { rows } = await tx.query<Omit<Grant, 'fresh'>>(
-    `WITH granted AS (
-       INSERT INTO subscription_grants (order_id, subscription_id, payment_id, plan_id, duration_days, starts_at, expires_at)
-       VALUES ($2, $1, $3, $4, $5, $6, $7)
-       RETURNING subscription_id, starts_at, expires_at
-     )
-     UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now(),
-            ${armTimersSql('granted.expires_at', '$8')}
-       FROM granted WHERE s.subscription_id = granted.subscription_id
-     RETURNING s.subscription_id::text AS "subscriptionId", granted.starts_at AS "startsAt", granted.expires_at AS "expiresAt"`,
-    [sub.subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays, period.startsAt, period.expiresAt, remindersMs],
-  );
-  return { ...rows[0]!, fresh: true };
+  return { ...prior[0]!, fresh: false };
 }
 
 /** Arms a locked subscription's timers for its current expiry (after a manual grant, extension or revoke moved it). */

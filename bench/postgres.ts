@@ -105,7 +105,11 @@ export async function openBenchCluster(): Promise<BenchCluster> {
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--no-sync', '--encoding=UTF8', '--locale=C'],
     // The same server settings as the service's embedded Postgres, plus statement statistics.
-    postgresFlags: ['-c', 'max_connections=300', '-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=top', '-c', `unix_socket_directories=${dir}`],
+    // BENCH_PG_SETTINGS='synchronous_commit=off,commit_delay=20' tries server settings without editing.
+    postgresFlags: [
+      ...['max_connections=300', 'shared_preload_libraries=pg_stat_statements', 'pg_stat_statements.track=top', `unix_socket_directories=${dir}`],
+      ...(process.env.BENCH_PG_SETTINGS?.split(',').filter(Boolean) ?? []),
+    ].flatMap((setting) => ['-c', setting]),
     onLog: () => {},
     onError: () => {},
   });

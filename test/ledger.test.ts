@@ -7,6 +7,7 @@ import { balances, creditPayment, entriesOfPayment, ledgerOf, openBalance, recor
 import { batchPayoutId, claimBatch, findBatch } from '../src/payouts/payout-batches.repo.js';
 import { inTransaction } from '../src/persistence/transaction.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { recordingPool } from './support/statements.js';
 
 let db: TestDatabase;
 let seq = 0;
@@ -88,6 +89,17 @@ describe('creditPayment', () => {
     await expect(creditPayment(db.pool, { ...base, feeUnits: 5 as unknown as bigint })).rejects.toThrow(/feeUnits/);
     await expect(creditPayment(db.pool, { ...base, ownerUsd: '1e3' })).rejects.toThrow(/ownerUsd/);
     expect(await entriesOfPayment(db.pool, base.paymentId)).toEqual([]);
+  });
+
+  it('books with one named statement; a replay adds the named read of what is there', async () => {
+    const channel = await insertChannel(db.pool, 'threshold', '50');
+    const pid = paymentId();
+    const { pool, sent } = recordingPool(db.pool);
+    const first = await creditPayment(pool, credit(pid, channel, split('0.01'), null));
+    expect(sent).toEqual(['ledger-credit-payment']);
+    sent.length = 0;
+    expect(await creditPayment(pool, credit(pid, channel, split('0.01'), null))).toEqual({ credited: false, entries: first.entries });
+    expect(sent).toEqual(['ledger-credit-payment', 'ledger-entries-of-payment']);
   });
 });
 

@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findChannel } from '../src/channels/channels.repo.js';
+import { findChannelWithPlan, findPlan } from '../src/channels/plans.repo.js';
 import { buildApp } from '../src/http/app.js';
 import { createNowPaymentsClient } from '../src/nowpayments/client.js';
 import { createOrderService, type OrderService } from '../src/orders/order.service.js';
 import { verifyStatusToken } from '../src/orders/status-token.js';
 import { startFakeNowPayments, type FakeNowPayments } from '../src/sandbox/nowpayments.fake.js';
 import { startTestService, type TestService } from './support/service.js';
+import { recordingPool } from './support/statements.js';
 
 const API_KEY = 'np-test-key';
 const STATUS_SECRET = 's'.repeat(40);
@@ -128,5 +131,53 @@ describe('POST /api/orders rate limit', () => {
     const limited = await from('198.51.100.7');
     expect(limited.statusCode).toBe(429);
     expect((await from('198.51.100.8')).statusCode).toBe(400);
+  });
+});
+
+describe('order creation round trips', () => {
+  it('the joined read answers what the channel and plan reads answer, each null where they are', async () => {
+    for (const [channelId, planId] of [['-1001', 'month'], ['-1001', 'old'], ['-1001', 'other'], ['-1999', 'month']] as const) {
+      const channel = await findChannel(t.db.pool, channelId);
+      expect(await findChannelWithPlan(t.db.pool, channelId, planId)).toEqual({ channel, plan: channel && (await findPlan(t.db.pool, channelId, planId)) });
+    }
+  });
+
+  it('an API order reads its channel and plan with one statement, then writes the order and its invoice', async () => {
+    const { pool, sent } = recordingPool(t.db.pool);
+    const orders = createOrderService({ ...orderServiceDeps(), pool });
+    const created = await orders.createOrder({ buyerTelegramId: '42', openChannelId: '-1001', planId: 'month', source: 'api' });
+    expect(created).toMatchObject({ priceUsd: '9.99', reused: false });
+    expect(sent).toEqual(['channel-with-plan', 'order-insert', 'order-set-invoice']);
+  });
+
+  it('a bot order reads channel and plan once, before its transaction; its second tap reads them once too', async () => {
+    const { pool, sent } = recordingPool(t.db.pool);
+    const orders = createOrderService({ ...orderServiceDeps(), pool });
+    const tap = () => orders.createOrder({ buyerTelegramId: '4242', openChannelId: '-1001', planId: 'month', source: 'bot' });
+    const first = await tap();
+    expect(sent.slice(0, 2)).toEqual(['channel-with-plan', 'BEGIN']);
+    expect(sent.slice(-3)).toEqual(['order-insert', 'order-set-invoice', 'COMMIT']);
+    expect(sent.filter((s) => s === 'channel-with-plan')).toHaveLength(1);
+    sent.length = 0;
+    expect(await tap()).toMatchObject({ orderId: first.orderId, reused: true });
+    expect(sent.filter((s) => s === 'channel-with-plan')).toHaveLength(1);
+    expect(sent).not.toContain('order-insert');
+  });
+
+  it('refuses an unknown channel (404), and an unknown, foreign or withdrawn plan (400), after that one statement', async () => {
+    const { pool, sent } = recordingPool(t.db.pool);
+    const orders = createOrderService({ ...orderServiceDeps(), pool });
+    const attempt = (openChannelId: string, planId: string) => orders.createOrder({ buyerTelegramId: '42', openChannelId, planId, source: 'api' });
+    await expect(attempt('-1999', 'month')).rejects.toMatchObject({ kind: 'not_found', message: 'open_channel_id: no channel -1999 is sold here' });
+    expect(sent).toEqual(['channel-with-plan']);
+    for (const [planId, message] of [
+      ['nope', 'plan_id: "nope" is not a plan of channel -1001'],
+      ['other', 'plan_id: "other" is not a plan of channel -1001'],
+      ['old', 'plan_id: "old" is no longer sold; choose an active plan of channel -1001'],
+    ] as const) {
+      sent.length = 0;
+      await expect(attempt('-1001', planId)).rejects.toMatchObject({ kind: 'invalid', message });
+      expect(sent).toEqual(['channel-with-plan']);
+    }
   });
 });

@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { route as performRoute } from '../src/actors/route/route.actor.js';
+import { route as performRoute, routeInline } from '../src/actors/route/route.actor.js';
 import { createChannel } from '../src/channels/channel-admin.service.js';
 import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts, Route } from '../src/machines/payment.events.js';
-import { insertOrder } from '../src/orders/orders.repo.js';
+import { findChannel } from '../src/channels/channels.repo.js';
+import { findOrder, findOrderWithChannel, insertOrder } from '../src/orders/orders.repo.js';
+import { createEngine } from '../src/persistence/apply-event.js';
 import { paymentRow, startTestEngine, type TestEngine } from './support/engine.js';
+import { recordingPool } from './support/statements.js';
 
 let t: TestEngine;
 let seq = 0;
@@ -217,5 +220,44 @@ describe('route actor: repeat deposits', () => {
     const events = await Promise.all(payments.map((id) => performRoute(t.db.pool, id)));
     expect(events.filter((e) => e.type === 'route.done')).toHaveLength(1);
     expect(events.filter((e) => e.type === 'route.rejected' && e.reason.startsWith('repeat deposit'))).toHaveLength(19);
+  });
+});
+
+describe('route actor: round trips', () => {
+  it('the joined read answers what the order and channel reads answer', async () => {
+    for (const orderId of [await seedOrder('-1001', 'c1-month', '9.99'), await seedOrder('-1002', 'c2-month', '20')]) {
+      const order = await findOrder(t.db.pool, orderId);
+      expect(await findOrderWithChannel(t.db.pool, orderId)).toEqual({ order, channel: await findChannel(t.db.pool, order!.openChannelId) });
+    }
+    expect(await findOrderWithChannel(t.db.pool, 'ord_never_made')).toEqual({ order: null, channel: null });
+  });
+
+  it('routing inline reads the order and its channel with one statement, then claims the order', async () => {
+    const orderId = await seedOrder('-1001', 'c1-month', '9.99');
+    const paymentId = newPaymentId();
+    const { pool, sent } = recordingPool(t.db.pool);
+    const engine = createEngine({ pool, inline: { route: routeInline } });
+    expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paid({ orderId, priceAmount: '9.99' }) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', state: 'routed' });
+    // What routing sent inside the transition (the engine's own statements aside): no unnamed read.
+    expect(sent.filter((s) => /^(order|channel|plan)-/.test(s) || s === 'SELECT')).toEqual(['order-with-channel', 'order-claim']);
+    expect(await grantedTo(orderId)).toBe(paymentId);
+  });
+
+  it('a repeat deposit and an unknown order are refused from that one read, nothing claimed', async () => {
+    const orderId = await seedOrder('-1001', 'c1-month', '9.99');
+    const first = newPaymentId();
+    expect((await pay(first, { orderId, priceAmount: '9.99' })).state).toBe('routed');
+    const second = newPaymentId();
+    await t.engine.applyEvent(second, { type: 'np.waiting', facts: paid({ orderId, priceAmount: '9.99' }) }, { source: 'ipn' });
+    const { pool, sent } = recordingPool(t.db.pool);
+    expect(await performRoute(pool, second)).toEqual({ type: 'route.rejected', reason: `repeat deposit: order ${orderId} was already granted by payment ${first}` });
+    // The order read names its holder already: no claim is tried.
+    expect(sent).toEqual(['route-read-view', 'order-with-channel']);
+
+    const unknown = newPaymentId();
+    await t.engine.applyEvent(unknown, { type: 'np.waiting', facts: paid({ orderId: 'ord_never_made', priceAmount: '9.99' }) }, { source: 'ipn' });
+    sent.length = 0;
+    expect(await performRoute(pool, unknown)).toMatchObject({ type: 'route.rejected', reason: expect.stringMatching(/^unknown order "ord_never_made"/) });
+    expect(sent).toEqual(['route-read-view', 'order-with-channel']);
   });
 });

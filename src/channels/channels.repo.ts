@@ -22,10 +22,32 @@ export interface ChannelRow {
 
 export type ChannelSettings = Omit<ChannelRow, 'createdAt' | 'updatedAt'>;
 
-const COLUMNS = `open_channel_id::text AS "openChannelId", closed_channel_id::text AS "closedChannelId", title,
-  owner_wallet_address AS "walletAddress", payout_currency AS currency, payout_network AS network,
-  payout_strategy AS strategy, threshold_usd::text AS "thresholdUsd", platform_fee_percent::text AS "platformFeePercent",
-  created_at AS "createdAt", updated_at AS "updatedAt"`;
+/**
+ * The columns read as a ChannelRow. In a join, `from` qualifies them ("c.") and `as` prefixes their
+ * names ("channel.") so they do not collide with the other table's; splitJoined takes them apart.
+ */
+export function channelColumns(from = '', as = ''): string {
+  return `${from}open_channel_id::text AS "${as}openChannelId", ${from}closed_channel_id::text AS "${as}closedChannelId", ${from}title AS "${as}title",
+  ${from}owner_wallet_address AS "${as}walletAddress", ${from}payout_currency AS "${as}currency", ${from}payout_network AS "${as}network",
+  ${from}payout_strategy AS "${as}strategy", ${from}threshold_usd::text AS "${as}thresholdUsd", ${from}platform_fee_percent::text AS "${as}platformFeePercent",
+  ${from}created_at AS "${as}createdAt", ${from}updated_at AS "${as}updatedAt"`;
+}
+
+const COLUMNS = channelColumns();
+
+/**
+ * A row of a LEFT JOIN taken apart: the columns named `${prefix}…` make the joined record (null when
+ * its `key` column is null: no match), the others the main one.
+ */
+export function splitJoined<A, B>(row: Record<string, unknown>, prefix: string, key: keyof B & string): [A, B | null] {
+  const main: Record<string, unknown> = {};
+  const joined: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(row)) {
+    if (name.startsWith(prefix)) joined[name.slice(prefix.length)] = value;
+    else main[name] = value;
+  }
+  return [main as A, joined[key] === null || joined[key] === undefined ? null : (joined as B)];
+}
 
 export async function insertChannel(db: Queryable, c: ChannelSettings): Promise<ChannelRow> {
   const { rows } = await db.query<ChannelRow>(
@@ -38,11 +60,14 @@ export async function insertChannel(db: Queryable, c: ChannelSettings): Promise<
   return rows[0]!;
 }
 
+const FIND = { name: 'channel-find', text: `SELECT ${COLUMNS} FROM channels WHERE open_channel_id = $1` };
+// The locking read is another text, so it cannot share the name; it serves rare admin edits and stays unnamed.
+const FIND_FOR_UPDATE = `${FIND.text} FOR UPDATE`;
+
 export async function findChannel(db: Queryable, openChannelId: string, options: { lock?: boolean } = {}): Promise<ChannelRow | null> {
-  const { rows } = await db.query<ChannelRow>(
-    `SELECT ${COLUMNS} FROM channels WHERE open_channel_id = $1${options.lock ? ' FOR UPDATE' : ''}`,
-    [openChannelId],
-  );
+  const { rows } = options.lock
+    ? await db.query<ChannelRow>(FIND_FOR_UPDATE, [openChannelId])
+    : await db.query<ChannelRow>({ ...FIND, values: [openChannelId] });
   return rows[0] ?? null;
 }
 

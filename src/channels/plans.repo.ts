@@ -1,4 +1,4 @@
-import type { Queryable } from './channels.repo.js';
+import { channelColumns, splitJoined, type ChannelRow, type Queryable } from './channels.repo.js';
 
 // Plans are never deleted: orders reference them and keep the price they were sold at. A plan that is
 // no longer sold is marked inactive. A plan is keyed by (open_channel_id, plan_id): two channels may
@@ -16,8 +16,13 @@ export interface PlanRow {
 
 export type NewPlan = Omit<PlanRow, 'createdAt'>;
 
-const COLUMNS = `plan_id AS "planId", open_channel_id::text AS "openChannelId", title, price_usd::text AS "priceUsd",
-  duration_days AS "durationDays", active, created_at AS "createdAt"`;
+/** The columns read as a PlanRow; `from` and `as` qualify and prefix them in a join (as channelColumns). */
+function planColumns(from = '', as = ''): string {
+  return `${from}plan_id AS "${as}planId", ${from}open_channel_id::text AS "${as}openChannelId", ${from}title AS "${as}title",
+  ${from}price_usd::text AS "${as}priceUsd", ${from}duration_days AS "${as}durationDays", ${from}active AS "${as}active", ${from}created_at AS "${as}createdAt"`;
+}
+
+const COLUMNS = planColumns();
 
 export async function insertPlan(db: Queryable, p: NewPlan): Promise<PlanRow> {
   const { rows } = await db.query<PlanRow>(
@@ -38,10 +43,30 @@ export async function updatePlan(db: Queryable, p: NewPlan): Promise<PlanRow> {
   return rows[0];
 }
 
+const FIND = { name: 'plan-find', text: `SELECT ${COLUMNS} FROM plans WHERE open_channel_id = $1 AND plan_id = $2` };
+
 /** A plan is named by its channel and its id: ids are unique per channel only (migration 010). */
 export async function findPlan(db: Queryable, openChannelId: string, planId: string): Promise<PlanRow | null> {
-  const { rows } = await db.query<PlanRow>(`SELECT ${COLUMNS} FROM plans WHERE open_channel_id = $1 AND plan_id = $2`, [openChannelId, planId]);
+  const { rows } = await db.query<PlanRow>({ ...FIND, values: [openChannelId, planId] });
   return rows[0] ?? null;
+}
+
+const CHANNEL_WITH_PLAN = {
+  name: 'channel-with-plan',
+  text: `SELECT ${channelColumns('c.')}, ${planColumns('p.', 'plan.')}
+           FROM channels c LEFT JOIN plans p ON p.open_channel_id = c.open_channel_id AND p.plan_id = $2
+          WHERE c.open_channel_id = $1`,
+};
+
+/**
+ * The channel and its plan in one round trip (an order being created needs both): channel null when
+ * there is no such channel, plan null when the channel has no plan of that id.
+ */
+export async function findChannelWithPlan(db: Queryable, openChannelId: string, planId: string): Promise<{ channel: ChannelRow | null; plan: PlanRow | null }> {
+  const { rows } = await db.query<Record<string, unknown>>({ ...CHANNEL_WITH_PLAN, values: [openChannelId, planId] });
+  if (!rows[0]) return { channel: null, plan: null };
+  const [channel, plan] = splitJoined<ChannelRow, PlanRow>(rows[0], 'plan.', 'planId');
+  return { channel, plan };
 }
 
 export async function plansOfChannels(db: Queryable, openChannelIds: string[]): Promise<PlanRow[]> {

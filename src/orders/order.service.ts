@@ -3,8 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { channelIdSchema, planIdSchema, userIdSchema } from '../channels/channel.schema.js';
-import { findChannel } from '../channels/channels.repo.js';
-import { findPlan, type PlanRow } from '../channels/plans.repo.js';
+import { findChannelWithPlan, type PlanRow } from '../channels/plans.repo.js';
 import { InvalidInputError, NotConfiguredError, NotFoundError, ProviderUnavailableError } from '../domain/errors.js';
 import type { NowPaymentsClient } from '../nowpayments/client.js';
 import { inTransaction, type Queryable } from '../persistence/transaction.js';
@@ -151,9 +150,9 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
       checked('open_channel_id', channelIdSchema, input.openChannelId);
       checked('plan_id', planIdSchema, input.planId);
 
-      const channel = await findChannel(deps.pool, input.openChannelId);
+      // One round trip for both: the channel and, joined to it, the plan asked for.
+      const { channel, plan } = await findChannelWithPlan(deps.pool, input.openChannelId, input.planId);
       if (!channel) throw new NotFoundError(`open_channel_id: no channel ${input.openChannelId} is sold here`);
-      const plan = await findPlan(deps.pool, channel.openChannelId, input.planId);
       if (!plan) throw InvalidInputError.field('plan_id', `"${input.planId}" is not a plan of channel ${channel.openChannelId}`);
       if (!plan.active) throw InvalidInputError.field('plan_id', `"${input.planId}" is no longer sold; choose an active plan of channel ${channel.openChannelId}`);
 

@@ -1,4 +1,4 @@
-import type { Queryable } from '../channels/channels.repo.js';
+import { channelColumns, splitJoined, type ChannelRow, type Queryable } from '../channels/channels.repo.js';
 
 export type OrderSource = 'api' | 'bot' | 'legacy-ipn';
 
@@ -18,16 +18,35 @@ export interface OrderRow {
 
 export type NewOrder = Pick<OrderRow, 'orderId' | 'buyerTelegramId' | 'openChannelId' | 'planId' | 'priceUsd' | 'source'>;
 
-const COLUMNS = `order_id AS "orderId", buyer_telegram_id::text AS "buyerTelegramId", open_channel_id::text AS "openChannelId",
-  plan_id AS "planId", price_usd::text AS "priceUsd", source, invoice_id AS "invoiceId", invoice_url AS "invoiceUrl",
-  granted_payment_id AS "grantedPaymentId", created_at AS "createdAt"`;
+/** The columns read as an OrderRow; `from` qualifies them in a join. */
+const columns = (from = '') => `${from}order_id AS "orderId", ${from}buyer_telegram_id::text AS "buyerTelegramId", ${from}open_channel_id::text AS "openChannelId",
+  ${from}plan_id AS "planId", ${from}price_usd::text AS "priceUsd", ${from}source AS "source", ${from}invoice_id AS "invoiceId", ${from}invoice_url AS "invoiceUrl",
+  ${from}granted_payment_id AS "grantedPaymentId", ${from}created_at AS "createdAt"`;
+
+const COLUMNS = columns();
+
+// Named statements of the hot paths (an order created, a payment routed): planned once per connection.
+const INSERT = {
+  name: 'order-insert',
+  text: `INSERT INTO orders (order_id, buyer_telegram_id, open_channel_id, plan_id, price_usd, source)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
+};
+const FIND = { name: 'order-find', text: `SELECT ${COLUMNS} FROM orders WHERE order_id = $1` };
+const FIND_WITH_CHANNEL = {
+  name: 'order-with-channel',
+  text: `SELECT ${columns('o.')}, ${channelColumns('c.', 'channel.')}
+           FROM orders o LEFT JOIN channels c ON c.open_channel_id = o.open_channel_id
+          WHERE o.order_id = $1`,
+};
+const SET_INVOICE = { name: 'order-set-invoice', text: 'UPDATE orders SET invoice_id = $2, invoice_url = $3 WHERE order_id = $1' };
+const CLAIM = {
+  name: 'order-claim',
+  text: `UPDATE orders SET granted_payment_id = $2
+          WHERE order_id = $1 AND (granted_payment_id IS NULL OR granted_payment_id = $2)`,
+};
 
 export async function insertOrder(db: Queryable, o: NewOrder): Promise<OrderRow> {
-  const { rows } = await db.query<OrderRow>(
-    `INSERT INTO orders (order_id, buyer_telegram_id, open_channel_id, plan_id, price_usd, source)
-     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
-    [o.orderId, o.buyerTelegramId, o.openChannelId, o.planId, o.priceUsd, o.source],
-  );
+  const { rows } = await db.query<OrderRow>({ ...INSERT, values: [o.orderId, o.buyerTelegramId, o.openChannelId, o.planId, o.priceUsd, o.source] });
   return rows[0]!;
 }
 
@@ -44,8 +63,19 @@ export async function insertOrderIfAbsent(db: Queryable, o: NewOrder): Promise<O
 }
 
 export async function findOrder(db: Queryable, orderId: string): Promise<OrderRow | null> {
-  const { rows } = await db.query<OrderRow>(`SELECT ${COLUMNS} FROM orders WHERE order_id = $1`, [orderId]);
+  const { rows } = await db.query<OrderRow>({ ...FIND, values: [orderId] });
   return rows[0] ?? null;
+}
+
+/**
+ * The order and its channel in one round trip (routing needs both): order null when there is no such
+ * order, channel null when the order's channel row is gone.
+ */
+export async function findOrderWithChannel(db: Queryable, orderId: string): Promise<{ order: OrderRow | null; channel: ChannelRow | null }> {
+  const { rows } = await db.query<Record<string, unknown>>({ ...FIND_WITH_CHANNEL, values: [orderId] });
+  if (!rows[0]) return { order: null, channel: null };
+  const [order, channel] = splitJoined<OrderRow, ChannelRow>(rows[0], 'channel.', 'openChannelId');
+  return { order, channel };
 }
 
 /**
@@ -71,7 +101,7 @@ export async function findOpenOrder(
 }
 
 export async function setOrderInvoice(db: Queryable, orderId: string, invoice: { invoiceId: string; invoiceUrl: string }): Promise<void> {
-  await db.query('UPDATE orders SET invoice_id = $2, invoice_url = $3 WHERE order_id = $1', [orderId, invoice.invoiceId, invoice.invoiceUrl]);
+  await db.query({ ...SET_INVOICE, values: [orderId, invoice.invoiceId, invoice.invoiceUrl] });
 }
 
 export type ClaimResult = { claimed: true } | { claimed: false; grantedPaymentId: string };
@@ -82,11 +112,7 @@ export type ClaimResult = { claimed: true } | { claimed: false; grantedPaymentId
  * so exactly one payment is granted; the same payment claiming again succeeds (a retried job).
  */
 export async function claimOrder(db: Queryable, orderId: string, paymentId: string): Promise<ClaimResult> {
-  const claimed = await db.query(
-    `UPDATE orders SET granted_payment_id = $2
-      WHERE order_id = $1 AND (granted_payment_id IS NULL OR granted_payment_id = $2)`,
-    [orderId, paymentId],
-  );
+  const claimed = await db.query({ ...CLAIM, values: [orderId, paymentId] });
   if (claimed.rowCount === 1) return { claimed: true };
   const holder = await findOrder(db, orderId);
   if (!holder?.grantedPaymentId) throw new Error(`order ${orderId} could not be claimed and has no holder`);

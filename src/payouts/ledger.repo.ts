@@ -55,6 +55,20 @@ export interface CreditInput {
   currency?: string;
 }
 
+// Named: every routed payment books its credit, so these are planned once per connection.
+const CREDIT = {
+  name: 'ledger-credit-payment',
+  text: `INSERT INTO ledger_entries (open_channel_id, account, kind, payment_id, payout_id, amount_units, currency, usd_value)
+         VALUES ($2, 'owner', 'payment_credit', $1, $3, $4, $8, $6),
+                ($2, 'platform', 'platform_fee', $1, NULL, $5, $8, $7)
+         ON CONFLICT (payment_id, kind) WHERE payment_id IS NOT NULL DO NOTHING
+         RETURNING ${ENTRY_COLUMNS}`,
+};
+const ENTRIES_OF_PAYMENT = {
+  name: 'ledger-entries-of-payment',
+  text: `SELECT ${ENTRY_COLUMNS} FROM ledger_entries WHERE payment_id = $1 ORDER BY ${KIND_ORDER}, entry_id`,
+};
+
 /**
  * Books one payment: the owner's credit and the platform's fee, both or neither (one statement).
  * Insert-if-absent on (payment_id, kind), so a replay or a concurrent call credits once; those answer
@@ -66,14 +80,10 @@ export async function creditPayment(db: Queryable, c: CreditInput): Promise<{ cr
   requireUnits('feeUnits', c.feeUnits, 0n);
   requireUsd('ownerUsd', c.ownerUsd);
   requireUsd('feeUsd', c.feeUsd);
-  const { rows } = await db.query<EntryRow>(
-    `INSERT INTO ledger_entries (open_channel_id, account, kind, payment_id, payout_id, amount_units, currency, usd_value)
-     VALUES ($2, 'owner', 'payment_credit', $1, $3, $4, $8, $6),
-            ($2, 'platform', 'platform_fee', $1, NULL, $5, $8, $7)
-     ON CONFLICT (payment_id, kind) WHERE payment_id IS NOT NULL DO NOTHING
-     RETURNING ${ENTRY_COLUMNS}`,
-    [c.paymentId, c.openChannelId, c.payoutId, c.ownerUnits.toString(), c.feeUnits.toString(), c.ownerUsd, c.feeUsd, c.currency ?? 'eth'],
-  );
+  const { rows } = await db.query<EntryRow>({
+    ...CREDIT,
+    values: [c.paymentId, c.openChannelId, c.payoutId, c.ownerUnits.toString(), c.feeUnits.toString(), c.ownerUsd, c.feeUsd, c.currency ?? 'eth'],
+  });
   if (rows.length === 2) return { credited: true, entries: sortPair(rows.map(toEntry)) };
   // A conflict waits for the other inserter to commit, so what it wrote is visible to this next statement.
   return { credited: rows.length > 0, entries: await entriesOfPayment(db, c.paymentId) };
@@ -84,10 +94,7 @@ function sortPair(entries: LedgerEntry[]): LedgerEntry[] {
 }
 
 export async function entriesOfPayment(db: Queryable, paymentId: string): Promise<LedgerEntry[]> {
-  const { rows } = await db.query<EntryRow>(
-    `SELECT ${ENTRY_COLUMNS} FROM ledger_entries WHERE payment_id = $1 ORDER BY ${KIND_ORDER}, entry_id`,
-    [paymentId],
-  );
+  const { rows } = await db.query<EntryRow>({ ...ENTRIES_OF_PAYMENT, values: [paymentId] });
   return rows.map(toEntry);
 }
 

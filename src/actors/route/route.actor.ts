@@ -7,7 +7,7 @@ import type { PaymentSnapshot } from '../../machines/payment.step.js';
 import type { InlineEffect } from '../../persistence/apply-event.js';
 import type { Queryable } from '../../persistence/transaction.js';
 import { isLegacyOrderId, legacyOrderKey, parseLegacyOrderId } from '../../orders/legacy-order-id.js';
-import { claimOrder, findOrder, insertOrderIfAbsent, type OrderRow } from '../../orders/orders.repo.js';
+import { claimOrder, findOrder, findOrderWithChannel, insertOrderIfAbsent, type OrderRow } from '../../orders/orders.repo.js';
 import type { EffectActor } from '../effect-actor.js';
 
 // Effect "route": decides who gets access to which channel and how the owner is paid, and grants the
@@ -67,8 +67,8 @@ async function resolveLegacy(db: Queryable, payment: PaymentFacts, legacyId: str
 async function resolve(db: Queryable, payment: PaymentFacts): Promise<Resolved> {
   const orderId = await orderIdOf(db, payment);
   if (orderId && isLegacyOrderId(orderId)) return resolveLegacy(db, payment, orderId);
-  const order = orderId ? await findOrder(db, orderId) : null;
-  const channel = order ? await findChannel(db, order.openChannelId) : null;
+  // The order and its channel in one statement: a round trip less inside the confirming transaction.
+  const { order, channel } = orderId ? await findOrderWithChannel(db, orderId) : { order: null, channel: null };
   return matchOrder({ orderId, order, channel });
 }
 

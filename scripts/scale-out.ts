@@ -60,7 +60,7 @@ export interface ScaleOutOptions {
   concurrency?: number;
   /** Give up waiting for every payment to settle after this long (ms). */
   settleTimeoutMs?: number;
-  /** DB_POOL_MAX of each instance (pg-boss keeps its own 10). */
+  /** DB_POOL_MAX of each instance (pg-boss has its own JOB_POOL_MAX, 4 by default). */
   poolMax?: number;
   say?: (line: string) => void;
 }

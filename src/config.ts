@@ -70,7 +70,14 @@ export const configSchema = z.object({
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
   EMBEDDED_PG_DIR: z.string().default('.data/postgres'),
   EMBEDDED_PG_PORT: int(54329, 1, 65535),
-  DB_POOL_MAX: int(20, 2, 200),
+  /**
+   * Connections of the service's pool, and of pg-boss's (fetch, complete, maintenance). Small on
+   * purpose: on a 2-core Postgres, 20 + 10 connections doing short statements cost twice the Postgres
+   * CPU per payment of 10 + 4 (contention and context switches, not work; `npm run bench`, README):
+   * requests wait in the pool instead of in Postgres.
+   */
+  DB_POOL_MAX: int(10, 2, 200),
+  JOB_POOL_MAX: int(4, 2, 100),
 
   /** Bearer token for /admin; without it the admin surface answers 503 rather than running open. */
   ADMIN_TOKEN: z.string().min(24, 'must be at least 24 characters').optional(),

@@ -167,7 +167,7 @@ export async function startService(config: Config, log: Logger, options: Service
     // runs no cron schedules and no supervisor; `worker` works the queues and serves only health and metrics.
     const servesHttp = config.ROLE !== 'worker';
     const runsWorkers = config.ROLE !== 'web';
-    const boss = createBoss(db.url, { max: 10, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000, schedule: runsWorkers, supervise: runsWorkers });
+    const boss = createBoss(db.url, { max: config.JOB_POOL_MAX, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000, schedule: runsWorkers, supervise: runsWorkers });
     // A stop right after start can race pg-boss's own connections (its LISTEN client still connecting);
     // one that outlives boss.stop() is ended by our Postgres stopping: expected then, not an error.
     let bossStopped = false;

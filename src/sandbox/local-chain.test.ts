@@ -87,18 +87,27 @@ describe('local chain', () => {
   });
 
   it('mines on an interval instead when asked, and mine() adds blocks', async () => {
-    const timed = await startLocalChain({ intervalMs: 20, accounts: 2 });
+    // A long interval: a sent transaction is not mined on its own (no automine) until mine() makes blocks.
+    // (With a short one, whether a block falls between the send and the next call is a race.)
+    const slow = await startLocalChain({ intervalMs: 600_000, accounts: 2 });
     try {
-      const sender = new Wallet(timed.accounts[0]!.privateKey);
-      const raw = await sender.signTransaction({ type: 2, chainId: timed.chainId, nonce: 0, to: sender.address, gasLimit: 21_000n, maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 10n ** 9n });
-      const hash = await timed.request<string>('eth_sendRawTransaction', [raw]);
-      expect(await timed.request('eth_getTransactionReceipt', [hash])).toBeNull();
+      const sender = new Wallet(slow.accounts[0]!.privateKey);
+      const raw = await sender.signTransaction({ type: 2, chainId: slow.chainId, nonce: 0, to: sender.address, gasLimit: 21_000n, maxFeePerGas: 10n ** 10n, maxPriorityFeePerGas: 10n ** 9n });
+      const hash = await slow.request<string>('eth_sendRawTransaction', [raw]);
+      expect(await slow.request('eth_getTransactionReceipt', [hash])).toBeNull();
+      const before = await slow.blockNumber();
+      await slow.mine(5);
+      expect(await slow.blockNumber()).toBeGreaterThanOrEqual(before + 5);
+      expect(await slow.request('eth_getTransactionReceipt', [hash])).toMatchObject({ status: '0x1' });
+    } finally {
+      await slow.close();
+    }
+    // A short interval: blocks come by themselves.
+    const timed = await startLocalChain({ intervalMs: 20, accounts: 1 });
+    try {
       const now = await timed.blockNumber();
       await timed.waitForBlock(now + 2);
-      expect(await timed.request('eth_getTransactionReceipt', [hash])).toMatchObject({ status: '0x1' });
-      const before = await timed.blockNumber();
-      await timed.mine(5);
-      expect(await timed.blockNumber()).toBeGreaterThanOrEqual(before + 5);
+      expect(await timed.blockNumber()).toBeGreaterThanOrEqual(now + 2);
     } finally {
       await timed.close();
     }

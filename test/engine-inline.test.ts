@@ -5,7 +5,8 @@ import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts } from '../src/machines/payment.events.js';
 import { inlineEffects } from '../src/actors/index.js';
 import { createEngine } from '../src/persistence/apply-event.js';
-import { insertEffectJobs } from '../src/persistence/effect-jobs.js';
+import { effectJobsJson, insertEffectJobs } from '../src/persistence/effect-jobs.js';
+import { composeWrite, UPDATE_IF_VERSION } from '../src/persistence/transition-statements.js';
 import { effectJobId } from '../src/persistence/job-id.js';
 import { queueOf } from '../src/persistence/queues.js';
 import { inTransaction } from '../src/persistence/transaction.js';
@@ -106,7 +107,8 @@ describe('routing inside the confirming transaction', () => {
     // The channel's claim lock (held until commit) is taken last: after the payment, its journal and
     // its jobs are written, so payments of one channel wait on each other for the threshold check and
     // the commit only.
-    expect(sent.slice(-5)).toEqual(['payment-insert-if-absent', 'effect-jobs-insert', 'batch-claim-lock', 'batch-threshold-reached', 'COMMIT']);
+    // The invite's job rides in the statement that writes the payment and its journal.
+    expect(sent.slice(-4)).toEqual(['payment-insert-if-absent+jobs', 'batch-claim-lock', 'batch-threshold-reached', 'COMMIT']);
   });
 
   it('a threshold credit that cannot be booked (a ledger fault) becomes a job: the payment is routed and its invite queued all the same, nothing half-booked', async () => {
@@ -208,6 +210,29 @@ describe('effect jobs in one named statement', () => {
       expect(a.id).toBe(effectJobId(ours, effect, 0));
       expect({ ...a, id: undefined }).toEqual({ ...b, id: undefined });
     }
+  });
+
+  it("rides in the transition's own statement: inserted when the compare-and-set wins, not at all when it loses", async () => {
+    const orderId = await seedOrder('instant');
+    const paymentId = newPaymentId();
+    const { pool: recording, sent } = recordingPool(t.db.pool);
+    const engine = createEngine({ pool: recording, inline: inlineEffects({ boss: t.boss }) });
+    await engine.applyEvent(paymentId, { type: 'np.waiting', facts: paid(orderId) }, { source: 'ipn' });
+    sent.length = 0;
+    expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paid(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', state: 'routed' });
+    expect(sent.filter((name) => name.startsWith('payment-'))).toEqual(['payment-update-if-version+jobs']);
+    expect(sent).not.toContain('effect-jobs-insert');
+    expect(await jobsOf(paymentId)).toEqual([queueOf('invite'), queueOf('split')]);
+
+    // The same statement on a version that is no longer current writes nothing: no journal row, no job
+    // (in a caller's transaction nothing else would take a lost attempt's jobs back).
+    const statement = composeWrite(UPDATE_IF_VERSION, { jobs: true }, 15);
+    const { rows: [row] } = await t.db.pool.query<{ snapshot: unknown; version: number }>('SELECT snapshot, version FROM payments WHERE payment_id = $1', [paymentId]);
+    const stale = row!.version - 1;
+    const params = [paymentId, row!.snapshot, stale + 1, 'routed', '{}', null, orderId, '[]', {}, null, 0, 'finished', stale, false];
+    const lost = await t.db.pool.query<{ journal_rows: number }>({ ...statement, values: [...params, effectJobsJson(paymentId, [{ effect: 'settle', attempt: 7 }])] });
+    expect(lost.rows[0]!.journal_rows).toBe(0);
+    expect(await jobsOf(paymentId)).toEqual([queueOf('invite'), queueOf('split')]);
   });
 
   it('refuses a second job for the same payment, effect and attempt, even after completion', async () => {

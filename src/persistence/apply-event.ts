@@ -3,8 +3,8 @@ import type pg from 'pg';
 import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
 import { initialSnapshot, persist, restore, step, type Effect, type PaymentSnapshot } from '../machines/payment.step.js';
 import { viewOf, type SummaryState } from '../machines/payment.view.js';
-import { insertEffectJobs } from './effect-jobs.js';
-import { INSERT_IF_ABSENT, UPDATE_IF_VERSION, withAlongside, type WrittenAlongside } from './transition-statements.js';
+import { effectJobsJson, withMissingQueueNamed } from './effect-jobs.js';
+import { composeWrite, INSERT_IF_ABSENT, UPDATE_IF_VERSION, type WrittenAlongside } from './transition-statements.js';
 import { ignoreCheckedOutError, type Queryable } from './transaction.js';
 
 // The one path every state change takes. The pure machine decides; the new snapshot, its read model
@@ -272,12 +272,14 @@ export function createEngine(deps: EngineDeps): Engine {
     // Named statements: Postgres parses and plans each once per connection, not once per event.
     const sql = first.from ? UPDATE_IF_VERSION : INSERT_IF_ABSENT;
     let alongsideId: string | null = null;
-    if (alongside) {
-      const result = await tx.query<{ journal_rows: number; alongside_id: string | null }>({ ...withAlongside(sql, alongside, params.length + 1), values: [...params, ...alongside.values] });
+    if (alongside || jobs.length > 0) {
+      // The jobs and the caller's row ride in the same statement, written only if the transition is.
+      const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside }, params.length + 1);
+      const values = [...params, ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs)] : []), ...(alongside?.values ?? [])];
+      const result = await withMissingQueueNamed(jobs, () => tx.query<{ journal_rows: number; alongside_id: string | null }>({ ...statement, values }));
       if (result.rows[0]!.journal_rows === 0) return null;
       alongsideId = result.rows[0]!.alongside_id;
     } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
-    await insertEffectJobs(tx, paymentId, jobs);
     for (const { effect, spec, work } of lasts) {
       if (spec.onError === 'fail') await work(tx);
       else await performOrThrow(effect, () => work(tx));

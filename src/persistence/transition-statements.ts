@@ -1,3 +1,5 @@
+import { insertJobsSql, WAKE_WORKERS_SQL } from './effect-jobs.js';
+
 // The statements that write a transition (persistence/apply-event.ts decides; these write). Named, so
 // Postgres parses and plans each once per connection, not once per event.
 
@@ -49,22 +51,30 @@ export const INSERT_IF_ABSENT = {
   ${JOURNAL}`,
 };
 
-/** The write statement with a caller's row in it: journal rows counted, the caller's id returned. */
-const combined = new Map<string, { name: string; text: string }>();
-export function withAlongside(write: { name: string; text: string }, alongside: WrittenAlongside, first: number) {
-  const name = `${write.name}+${alongside.name}`;
-  let statement = combined.get(name);
+/**
+ * The write statement with, as CTEs written only when it is (they read `written`), the transition's
+ * jobs (`jobs`: their JSON at $first, woken as pg-boss wakes them) and the caller's row (`alongside`:
+ * its parameters numbered after). Answers journal_rows (0: the compare-and-set lost, nothing written)
+ * and alongside_id. One named statement per combination.
+ */
+const composed = new Map<string, { name: string; text: string }>();
+export function composeWrite(write: { name: string; text: string }, parts: { jobs: boolean; alongside?: WrittenAlongside | undefined }, first: number) {
+  const { jobs, alongside } = parts;
+  const name = `${write.name}${jobs ? '+jobs' : ''}${alongside ? `+${alongside.name}` : ''}`;
+  let statement = composed.get(name);
   if (!statement) {
     // Both write statements end with the journal insert: it becomes a CTE of its own.
     const head = write.text.slice(0, write.text.lastIndexOf(JOURNAL)).trimEnd();
+    const ctes = [`journal AS (${JOURNAL} RETURNING 1)`];
+    if (jobs) ctes.push(`ins AS (${insertJobsSql(`$${first}`, 'written')})`, `woken AS (${WAKE_WORKERS_SQL})`);
+    if (alongside) ctes.push(`alongside AS (${alongside.sql(first + (jobs ? 1 : 0))})`);
     statement = {
       name,
       text: `${head},
-  journal AS (${JOURNAL} RETURNING 1),
-  alongside AS (${alongside.sql(first)})
-  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, (SELECT id FROM alongside)::text AS alongside_id`,
+  ${ctes.join(',\n  ')}
+  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? ', (SELECT count(*) FROM woken)::int AS woken' : ''}`,
     };
-    combined.set(name, statement);
+    composed.set(name, statement);
   }
   return statement;
 }

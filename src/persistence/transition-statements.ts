@@ -68,6 +68,7 @@ export function composeWrite(write: { name: string; text: string }, parts: { job
     const ctes = [`journal AS (${JOURNAL} RETURNING 1)`];
     if (jobs) ctes.push(`ins AS (${insertJobsSql(`$${first}`, 'written')})`, `woken AS (${WAKE_WORKERS_SQL})`);
     if (alongside) ctes.push(`alongside AS (${alongside.sql(first + (jobs ? 1 : 0))})`);
+    // `woken` is selected so that its pg_notify calls run (a CTE nobody reads is not evaluated).
     statement = {
       name,
       text: `${head},

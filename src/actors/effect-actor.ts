@@ -16,13 +16,22 @@ export interface EffectContext {
   retryCount: number;
   /**
    * Given by the effect runner. A fact the actor would commit on its own right after its last outside
-   * call (the invite's "sent") is handed over instead: the runner writes it in the transaction that
-   * records and applies the result, before them, so the three commit together (one commit fewer). If
-   * that transaction fails, the runner writes the fact alone first, then the result, then applies it:
-   * the fact never depends on the transition. Without it (an actor called directly) the actor commits
-   * the fact itself.
+   * call (the invite's "sent") is handed over instead: the runner writes it with the result and the
+   * transition, so the three commit together (in one statement when the transition is one). If that
+   * fails, the runner writes the fact alone first, then the result, then applies it: the fact never
+   * depends on the transition. Without it (an actor called directly) the actor commits the fact itself.
    */
-  withResult?: (fact: (db: Queryable) => Promise<unknown>) => void;
+  withResult?: (fact: ResultFact) => void;
+}
+
+/** A fact handed to the runner (EffectContext.withResult): a write of its own, and the same write as a CTE. */
+export interface ResultFact {
+  write(db: Queryable): Promise<unknown>;
+  /** Names the statements it is part of. */
+  name: string;
+  /** The write as the body of a CTE (an UPDATE/INSERT, no trailing semicolon), parameters numbered from $first. */
+  sql(first: number): string;
+  values: unknown[];
 }
 
 /**

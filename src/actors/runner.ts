@@ -3,12 +3,14 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Engine } from '../persistence/apply-event.js';
-import { findEffectResult, recordEffectResult } from '../persistence/effect-results.repo.js';
+import { EFFECT_RESULT_RECORDED, effectResultCte, effectResultValues, findEffectResult, recordEffectResult, type EffectKey } from '../persistence/effect-results.repo.js';
+import type { RecordedWith } from '../persistence/transition-statements.js';
+import type { PaymentEvent } from '../machines/payment.events.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../persistence/queues.js';
-import { inTransaction, type Queryable } from '../persistence/transaction.js';
+import { inTransaction } from '../persistence/transaction.js';
 import { isRetryable } from '../domain/errors.js';
 import { countProviderError, deadLetters, jobRetries } from '../operator/metrics.js';
-import type { EffectActor, EffectJob } from './effect-actor.js';
+import type { EffectActor, EffectJob, ResultFact } from './effect-actor.js';
 
 export interface RunnerDeps {
   boss: PgBoss;
@@ -34,10 +36,12 @@ export function workOptions(config: RunnerDeps['config']) {
 
 /**
  * Runs one job: replay a recorded result if the effect already happened, else perform it; then record
- * the result and apply it. Recording and applying share one transaction (one commit per job), with the
- * fact the actor handed over (EffectContext.withResult) written first in it; if that fails, the fact,
- * then the result are recorded on their own and the result applied after, as a retry would, so a
- * performed effect is never performed again only because applying its result failed.
+ * the result and apply it, with the fact the actor handed over (EffectContext.withResult), in one
+ * commit: one statement when the transition is one (the engine's recordWith: the fact, the result, and
+ * the payment's update gated on this result being the one recorded), else one transaction (fact,
+ * result, transition). If that fails, the fact, then the result are recorded on their own and the
+ * result applied after, as a retry would, so a performed effect is never performed again only because
+ * applying its result failed.
  */
 export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, actor: EffectActor, job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal }) {
   const { paymentId, effect, attempt } = job.data;
@@ -53,23 +57,39 @@ export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, ac
     log.info('effect already performed; replaying its recorded result');
     applied = await deps.engine.applyEvent(paymentId, recorded, { source });
   } else {
-    let fact: ((db: Queryable) => Promise<unknown>) | null = null;
+    let fact: ResultFact | null = null;
     const performed = await actor.perform(job.data, { signal: job.signal, log, jobId: job.id, retryCount: job.retryCount, withResult: (f) => (fact = f) });
-    const withFact = fact as ((db: Queryable) => Promise<unknown>) | null;
+    const withFact = fact as ResultFact | null;
     try {
-      applied = await inTransaction(deps.pool, async (tx) => {
-        await withFact?.(tx);
-        return deps.engine.applyEvent(paymentId, await recordEffectResult(tx, key, performed), { source, tx });
-      });
+      const folded = await deps.engine.applyEvent(paymentId, performed, { source, recordWith: recordedWith(key, performed, withFact) });
+      // Not one statement (jobs or inline effects to write, no change, or another result recorded first): one transaction.
+      applied =
+        folded.outcome !== 'unrecorded'
+          ? folded
+          : await inTransaction(deps.pool, async (tx) => {
+              await withFact?.write(tx);
+              return deps.engine.applyEvent(paymentId, await recordEffectResult(tx, key, performed), { source, tx });
+            });
     } catch (error) {
       log.warn({ err: error }, 'recording and applying the effect result together failed; recording it alone first');
-      await withFact?.(deps.pool);
+      await withFact?.write(deps.pool);
       const result = await recordEffectResult(deps.pool, key, performed);
       applied = await deps.engine.applyEvent(paymentId, result, { source });
     }
   }
   log.debug({ outcome: applied.outcome, state: applied.state }, 'effect result applied');
   return applied;
+}
+
+/** The fact (CTE `fact`) and the result (CTE effect_result) for the engine's recordWith: the transition is written only if this result is the one recorded. */
+function recordedWith(key: EffectKey, result: PaymentEvent, fact: ResultFact | null): RecordedWith {
+  const factValues = fact?.values ?? [];
+  return {
+    name: `${fact ? `${fact.name}+` : ''}effect-result`,
+    ctes: (first) => [...(fact ? [`fact AS (${fact.sql(first)})`] : []), effectResultCte(first + factValues.length)].join(',\n  '),
+    values: [...factValues, ...effectResultValues(key, result)],
+    gate: EFFECT_RESULT_RECORDED,
+  };
 }
 
 export async function startActors(deps: RunnerDeps, actors: EffectActor[]): Promise<void> {

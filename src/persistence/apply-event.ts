@@ -4,7 +4,7 @@ import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
 import { initialSnapshot, persist, restore, step, type Effect, type PaymentSnapshot } from '../machines/payment.step.js';
 import { viewOf, type SummaryState } from '../machines/payment.view.js';
 import { effectJobsJson, withMissingQueueNamed } from './effect-jobs.js';
-import { composeWrite, INSERT_IF_ABSENT, UPDATE_IF_VERSION, type WrittenAlongside } from './transition-statements.js';
+import { composeWrite, INSERT_IF_ABSENT, UPDATE_IF_VERSION, type RecordedWith, type WrittenAlongside } from './transition-statements.js';
 import { ignoreCheckedOutError, type Queryable } from './transaction.js';
 
 // The one path every state change takes. The pure machine decides; the new snapshot, its read model
@@ -30,6 +30,15 @@ export interface ApplyOptions {
   refuse?: (snapshot: PaymentSnapshot | null) => string | null;
   /** A row of the caller's written by the transition's own statement, only if the transition is written. */
   alongside?: WrittenAlongside;
+  /**
+   * Rows of the caller's recorded by the statement that writes the transition, whatever its
+   * compare-and-set decides (an effect's result and its actor's fact: src/actors/runner.ts). Only when
+   * that statement is the whole transition: an existing payment, no jobs, no inline effect, no caller's
+   * transaction. Otherwise — and when the event changes nothing, or the gate is closed — the outcome is
+   * 'unrecorded' and nothing of the transition is written: the caller records its rows itself and
+   * applies the event again. Once recorded, a lost compare-and-set is decided again as usual.
+   */
+  recordWith?: RecordedWith;
 }
 
 export type ApplyResult =
@@ -52,7 +61,15 @@ export interface Refused {
   reason: string;
 }
 
+/** recordWith could not ride in the transition's statement (see ApplyOptions.recordWith): nothing was written. */
+export interface Unrecorded {
+  outcome: 'unrecorded';
+  paymentId: string;
+  why: 'no change' | 'not one statement' | 'gate closed';
+}
+
 export interface Engine {
+  applyEvent(paymentId: string, event: PaymentEvent, options: Omit<ApplyOptions, 'refuse' | 'tx'> & { recordWith: RecordedWith }): Promise<ApplyResult | Unrecorded>;
   applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions & { refuse: NonNullable<ApplyOptions['refuse']> }): Promise<ApplyResult | Refused>;
   applyEvent(paymentId: string, event: PaymentEvent, options: Omit<ApplyOptions, 'refuse'>): Promise<ApplyResult>;
 }
@@ -117,9 +134,10 @@ interface Written {
   alongside: string | null;
 }
 
-/** How writeTransition writes: a caller's row alongside, inline effects already queued, whose transaction. */
+/** How writeTransition writes: a caller's row alongside, rows recorded with it, inline effects already queued, whose transaction. */
 interface WriteHow {
   alongside: WrittenAlongside | undefined;
+  recorded: RecordedWith | undefined;
   queued: ReadonlySet<EffectName>;
   /** The engine's own transaction (not a caller's): a failed 'queue' effect may roll it back whole. */
   ownTransaction: boolean;
@@ -145,6 +163,9 @@ interface Entry {
   effects: Effect[];
 }
 
+/** writeTransition: the gate of the rows recorded with the transition was closed, so nothing of the transition was written. */
+const GATE_CLOSED = Symbol('gate closed');
+
 /** Far above what real traffic produces for one payment; reaching it means something is wrong. */
 const MAX_ATTEMPTS = 100;
 
@@ -155,10 +176,13 @@ export function createEngine(deps: EngineDeps): Engine {
   const recent = new LRUCache<string, Known>({ max: 10_000 });
   const isInline = (effect: EffectName) => inline[effect] !== undefined;
 
-  async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult | Refused> {
+  async function applyEvent(paymentId: string, event: PaymentEvent, options: ApplyOptions): Promise<ApplyResult | Refused | Unrecorded> {
     const db: Queryable = options.tx ?? pool;
     // Inline effects that failed in an earlier attempt of the engine's own transaction: jobs from then on.
     const queued = new Set<EffectName>();
+    // The caller's rows to record with the transition, until a statement committed them.
+    let recorded = options.tx ? undefined : options.recordWith;
+    if (options.recordWith && options.tx) return { outcome: 'unrecorded', paymentId, why: 'not one statement' };
     for (let attempt = 1; ; attempt++) {
       const { seen, stepped } = await currentState(db, paymentId, event, attempt === 1, options.refuse);
       const refusal = options.refuse?.(seen?.snapshot ?? null);
@@ -166,14 +190,24 @@ export function createEngine(deps: EngineDeps): Engine {
       // The first event for an unknown payment creates its machine: no row is ever required beforehand.
       const first = stepped ?? step(seen ? seen.snapshot : initialSnapshot(paymentId), event);
       if (!first.changed) {
+        if (recorded) return { outcome: 'unrecorded', paymentId, why: 'no change' };
         // A replay, a stale status, or a result for a step not reached: nothing to write.
         return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null };
       }
+      if (recorded && (!seen || first.effects.length > 0)) return { outcome: 'unrecorded', paymentId, why: 'not one statement' };
       const base = seen?.version ?? 0;
       const entries: Entry[] = [{ event, source: options.source, from: seen?.snapshot ?? null, to: first.next, effects: first.effects }];
       let written: Written | null = null;
+      let gateClosed = false;
       try {
-        const write = (tx: Queryable) => writeTransition(tx, paymentId, base, entries, { alongside: options.alongside, queued, ownTransaction: !options.tx });
+        const write = async (tx: Queryable) => {
+          const result = await writeTransition(tx, paymentId, base, entries, { alongside: options.alongside, recorded, queued, ownTransaction: !options.tx });
+          if (result === GATE_CLOSED) {
+            gateClosed = true;
+            return null;
+          }
+          return result;
+        };
         if (first.effects.length === 0) written = await write(db);
         else if (options.tx) written = await inSavepoint(options.tx, first.effects.some((e) => isInline(e.effect)), write);
         else written = await inOwnTransaction(write);
@@ -187,6 +221,9 @@ export function createEngine(deps: EngineDeps): Engine {
         if (written) recent.set(paymentId, { version: written.version, state: written.state, snapshot: written.snapshot });
         else recent.delete(paymentId);
       }
+      if (gateClosed) return { outcome: 'unrecorded', paymentId, why: 'gate closed' };
+      // A plain statement (no transaction) committed the recorded rows, whatever its compare-and-set decided.
+      recorded = undefined;
       if (written) {
         const { version, state, effects, alongside } = written;
         return { outcome: 'applied', paymentId, version, state, effects, ...(options.alongside && { alongside }) };
@@ -202,8 +239,8 @@ export function createEngine(deps: EngineDeps): Engine {
    * on `base`. Null when another writer got there first (the caller's transaction is then rolled back,
    * so an inline effect's writes go with it).
    */
-  async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[], how: WriteHow): Promise<Written | null> {
-    const { alongside, queued, ownTransaction } = how;
+  async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[], how: WriteHow): Promise<Written | null | typeof GATE_CLOSED> {
+    const { alongside, recorded, queued, ownTransaction } = how;
     let snapshot = entries[0]!.to;
     const jobs: Effect[] = [];
     // Each effect with the journal row whose step asked for it: that row lists the ones that became jobs.
@@ -272,13 +309,16 @@ export function createEngine(deps: EngineDeps): Engine {
     // Named statements: Postgres parses and plans each once per connection, not once per event.
     const sql = first.from ? UPDATE_IF_VERSION : INSERT_IF_ABSENT;
     let alongsideId: string | null = null;
-    if (alongside || jobs.length > 0) {
-      // The jobs and the caller's row ride in the same statement, written only if the transition is.
-      const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside }, params.length + 1);
-      const values = [...params, ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs)] : []), ...(alongside?.values ?? [])];
-      const result = await withMissingQueueNamed(jobs, () => tx.query<{ journal_rows: number; alongside_id: string | null }>({ ...statement, values }));
-      if (result.rows[0]!.journal_rows === 0) return null;
-      alongsideId = result.rows[0]!.alongside_id;
+    if (alongside || recorded || jobs.length > 0) {
+      // The jobs and the caller's row ride in the same statement, written only if the transition is;
+      // recorded rows ride in it whatever the compare-and-set decides.
+      const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside, recorded }, params.length + 1);
+      const values = [...params, ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs)] : []), ...(alongside?.values ?? []), ...(recorded?.values ?? [])];
+      const result = await withMissingQueueNamed(jobs, () => tx.query<{ journal_rows: number; alongside_id: string | null; gate_open?: boolean }>({ ...statement, values }));
+      const row = result.rows[0]!;
+      if (recorded && !row.gate_open) return GATE_CLOSED;
+      if (row.journal_rows === 0) return null;
+      alongsideId = row.alongside_id;
     } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
     for (const { effect, spec, work } of lasts) {
       if (spec.onError === 'fail') await work(tx);

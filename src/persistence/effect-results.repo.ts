@@ -7,6 +7,17 @@ export interface EffectKey {
   attempt: number;
 }
 
+/**
+ * The result's insert as a CTE named effect_result (RETURNING a row only when this insert recorded it),
+ * parameters numbered from $first: for a statement that records the result and applies it at once
+ * (RecordedWith; the runner gates the transition on `EFFECT_RESULT_RECORDED`).
+ */
+export const effectResultCte = (first: number) =>
+  `effect_result AS (INSERT INTO effect_results (payment_id, effect, attempt, result) VALUES ($${first}, $${first + 1}, $${first + 2}, $${first + 3}) ON CONFLICT DO NOTHING RETURNING 1)`;
+export const effectResultValues = (key: EffectKey, result: PaymentEvent): unknown[] => [key.paymentId, key.effect, key.attempt, result];
+/** True when the CTE recorded this result: no other was recorded first, so this is the one to apply. */
+export const EFFECT_RESULT_RECORDED = 'EXISTS (SELECT 1 FROM effect_result)';
+
 export async function findEffectResult(pool: Queryable, key: EffectKey): Promise<PaymentEvent | null> {
   const { rows } = await pool.query<{ result: PaymentEvent }>(
     'SELECT result FROM effect_results WHERE payment_id = $1 AND effect = $2 AND attempt = $3',

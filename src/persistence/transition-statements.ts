@@ -26,6 +26,9 @@ const JOURNAL = `
   SELECT payment_id, j.seq, j.event_type, j.event, j.source, j.from_state, j.to_state, j.effects
     FROM written, jsonb_to_recordset($8::jsonb) AS j(seq int, event_type text, event jsonb, source text, from_state jsonb, to_state jsonb, effects jsonb)`;
 
+// The compare-and-set; a statement that records rows of the caller's (RecordedWith) adds its gate to it.
+const VERSION_CHECK = 'WHERE payment_id = $1 AND version = $13';
+
 export const UPDATE_IF_VERSION = {
   name: 'payment-update-if-version',
   text: `
@@ -35,7 +38,7 @@ export const UPDATE_IF_VERSION = {
            order_id = coalesce(order_id, $7), updated_at = now(),
            view = $9, step = $10, rank = $11, np_status = $12,
            state_entered_at = CASE WHEN $14 THEN now() ELSE state_entered_at END
-     WHERE payment_id = $1 AND version = $13
+     ${VERSION_CHECK}
     RETURNING payment_id, version)
   ${JOURNAL}`,
 };
@@ -52,19 +55,45 @@ export const INSERT_IF_ABSENT = {
 };
 
 /**
+ * Rows of the caller's that the statement writing a transition records whatever its compare-and-set
+ * decides: an effect's result and the fact its actor handed over (src/actors/runner.ts), so the fact, the
+ * result and the transition are one statement, one round trip, no transaction of their own. `ctes(first)`
+ * is one or more CTEs ("a AS (…), b AS (…)", parameters numbered from $first) written before the
+ * payment's update, which runs only if `gate` (SQL over those CTEs) holds; the statement answers
+ * whether it did (gate_open). Only with the update (an existing payment).
+ */
+export interface RecordedWith {
+  /** Names the combined prepared statement: one name per text. */
+  name: string;
+  ctes(first: number): string;
+  values: unknown[];
+  gate: string;
+}
+
+/**
  * The write statement with, as CTEs written only when it is (they read `written`), the transition's
  * jobs (`jobs`: their JSON at $first, woken as pg-boss wakes them) and the caller's row (`alongside`:
  * its parameters numbered after). Answers journal_rows (0: the compare-and-set lost, nothing written)
- * and alongside_id. One named statement per combination.
+ * and alongside_id; with `recorded` (its CTEs' parameters numbered after the others), gate_open.
+ * One named statement per combination.
  */
 const composed = new Map<string, { name: string; text: string }>();
-export function composeWrite(write: { name: string; text: string }, parts: { jobs: boolean; alongside?: WrittenAlongside | undefined }, first: number) {
-  const { jobs, alongside } = parts;
-  const name = `${write.name}${jobs ? '+jobs' : ''}${alongside ? `+${alongside.name}` : ''}`;
+export function composeWrite(
+  write: { name: string; text: string },
+  parts: { jobs: boolean; alongside?: WrittenAlongside | undefined; recorded?: RecordedWith | undefined },
+  first: number,
+) {
+  const { jobs, alongside, recorded } = parts;
+  const name = `${write.name}${jobs ? '+jobs' : ''}${alongside ? `+${alongside.name}` : ''}${recorded ? `+${recorded.name}` : ''}`;
   let statement = composed.get(name);
   if (!statement) {
     // Both write statements end with the journal insert: it becomes a CTE of its own.
-    const head = write.text.slice(0, write.text.lastIndexOf(JOURNAL)).trimEnd();
+    let head = write.text.slice(0, write.text.lastIndexOf(JOURNAL)).trimEnd();
+    if (recorded) {
+      if (!head.includes(VERSION_CHECK)) throw new Error(`composeWrite: ${write.name} has no compare-and-set to gate; rows are recorded only with an update`);
+      const at = first + (jobs ? 1 : 0) + (alongside?.values.length ?? 0);
+      head = head.replace('WITH written AS (', `WITH ${recorded.ctes(at)},\n  written AS (`).replace(VERSION_CHECK, `${VERSION_CHECK} AND (${recorded.gate})`);
+    }
     const ctes = [`journal AS (${JOURNAL} RETURNING 1)`];
     if (jobs) ctes.push(`ins AS (${insertJobsSql(`$${first}`, 'written')})`, `woken AS (${WAKE_WORKERS_SQL})`);
     if (alongside) ctes.push(`alongside AS (${alongside.sql(first + (jobs ? 1 : 0))})`);
@@ -73,7 +102,7 @@ export function composeWrite(write: { name: string; text: string }, parts: { job
       name,
       text: `${head},
   ${ctes.join(',\n  ')}
-  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? ', (SELECT count(*) FROM woken)::int AS woken' : ''}`,
+  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? ', (SELECT count(*) FROM woken)::int AS woken' : ''}${recorded ? `, (${recorded.gate}) AS gate_open` : ''}`,
     };
     composed.set(name, statement);
   }

@@ -321,15 +321,18 @@ export async function clearSendAttempt(db: Queryable, orderId: string, owner: st
 
 // The outcome of a send is a fact, recorded whoever holds the lease now (a later attempt that took over
 // finds it); the same write ends this run's lease, and only this run's: nothing is left to do for it.
-const endLease = `lease_owner = CASE WHEN lease_owner = $3 THEN NULL ELSE lease_owner END,
-                  lease_until = CASE WHEN lease_owner = $3 THEN NULL ELSE lease_until END`;
-const MARK_SENT = {
-  name: 'invite-mark-sent',
-  text: `UPDATE invites SET sent_at = now(), message_id = $2, ${endLease}, updated_at = now() WHERE order_id = $1 RETURNING order_id`,
-};
+const endLease = (owner = '$3') => `lease_owner = CASE WHEN lease_owner = ${owner} THEN NULL ELSE lease_owner END,
+                  lease_until = CASE WHEN lease_owner = ${owner} THEN NULL ELSE lease_until END`;
+/**
+ * "sent" with parameters order id, message id, owner numbered from $first: a statement of its own
+ * (markSent) or a CTE of the statement that records the invite's result and applies it (the runner).
+ */
+export const markSentSql = (first: number) =>
+  `UPDATE invites SET sent_at = now(), message_id = $${first + 1}, ${endLease(`$${first + 2}`)}, updated_at = now() WHERE order_id = $${first} RETURNING order_id`;
+const MARK_SENT = { name: 'invite-mark-sent', text: markSentSql(1) };
 const MARK_UNDELIVERABLE = {
   name: 'invite-mark-undeliverable',
-  text: `UPDATE invites SET undeliverable_reason = coalesce(undeliverable_reason, $2), ${endLease}, updated_at = now() WHERE order_id = $1 RETURNING order_id`,
+  text: `UPDATE invites SET undeliverable_reason = coalesce(undeliverable_reason, $2), ${endLease()}, updated_at = now() WHERE order_id = $1 RETURNING order_id`,
 };
 
 async function recordFact(db: Queryable, statement: { name: string; text: string }, orderId: string, values: unknown[]): Promise<void> {

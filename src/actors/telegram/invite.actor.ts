@@ -11,6 +11,7 @@ import {
   leaseOwner,
   markSendAttempted,
   markSent,
+  markSentSql,
   markUndeliverable,
   releaseInvite,
   resolveLinkAttempt,
@@ -27,7 +28,7 @@ import { grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
 import { classifyTelegramError, isLinkGone, retryAfterOf } from '../../telegram/telegram-errors.js';
 import { pause, withoutRateLimitWaits } from './rate-limit-waits.js';
 import { PermanentFailure } from '../../domain/errors.js';
-import type { EffectActor, EffectContext } from '../effect-actor.js';
+import type { EffectActor, EffectContext, ResultFact } from '../effect-actor.js';
 
 // Effect "invite": exactly one single-use link per paid order, persisted before anyone is told.
 //
@@ -90,13 +91,13 @@ import type { EffectActor, EffectContext } from '../effect-actor.js';
 //      within PENDING_LINK_LIFETIME_MS the link is created with its full lifetime and never extended:
 //      then 2 and 3 are one write (store + send attempted), committed before sendMessage; a crash before
 //      it leaves a link no longer-lived than an orphan of the short-lived path, counted lost.
-//   4. sent + lease ended (one statement), handed to the runner (EffectContext.withResult), which writes
-//      it first in the transaction that records invite.sent and applies it: one commit for the fact, the
-//      result and the transition. At-most-once does not move: "send attempted" was committed before
-//      sendMessage, so a crash before this commit (a moment longer than before: the same transaction
-//      also writes the result and the payment) leaves "attempted, not confirmed", which a retry reports
-//      as delivery unconfirmed and never sends again. If that transaction fails, the runner commits
-//      "sent" alone first. "undeliverable" ends the lease in a write of its own.
+//   4. sent + lease ended (one write), handed to the runner (EffectContext.withResult), which writes it
+//      with the result invite.sent and the transition that applies it: one commit for the three (one
+//      statement when the transition is one, else one transaction). At-most-once does not move: "send
+//      attempted" was committed before sendMessage, so a crash before this commit (a moment longer than
+//      before: the same commit also writes the result and the payment) leaves "attempted, not
+//      confirmed", which a retry reports as delivery unconfirmed and never sends again. If that commit
+//      fails, the runner commits "sent" alone first. "undeliverable" ends the lease in a write of its own.
 
 export interface InviteActorDeps {
   pool: pg.Pool;
@@ -298,9 +299,14 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
           await clearSendAttempt(pool, invite.orderId, owner);
         },
       });
-      const sentFact = (db: Queryable) => markSent(db, invite.orderId, message.message_id, owner);
+      const sentFact: ResultFact = {
+        name: 'invite-sent',
+        write: (db: Queryable) => markSent(db, invite.orderId, message.message_id, owner),
+        sql: markSentSql,
+        values: [invite.orderId, message.message_id, owner],
+      };
       if (run.withResult) run.withResult(sentFact);
-      else await sentFact(pool);
+      else await sentFact.write(pool);
       run.released = true;
       return sent(link);
     } catch (error) {

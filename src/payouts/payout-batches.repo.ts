@@ -36,14 +36,27 @@ export function batchPayoutId(batchId: string): string {
  * one statement, a claimed credit is never outside a batch even when `db` is the pool (autocommit).
  * Credits committed after the statement began stay open for the next claim.
  *
+ * Before that statement (which locks every open credit) a plain sum says whether the threshold is
+ * reached at all; `checked: true` skips it, for a caller that has just asked lockAndCheckThreshold in
+ * the same transaction and got true. Skipping it changes nothing but the round trip: the claim
+ * statement re-checks the threshold on the rows it locked.
+ *
  * Idempotent per batchId: claiming an existing batch id answers that batch (or throws if it belongs to
  * another channel); two concurrent claims with the same new id make one of them fail on the primary key.
  */
 export async function claimBatch(
   db: Queryable,
-  c: { openChannelId: string; thresholdUsd: DecimalString; batchId: string; /** The id was just generated: no batch can have it, so it is not looked up. */ fresh?: boolean },
+  c: {
+    openChannelId: string;
+    thresholdUsd: DecimalString;
+    batchId: string;
+    /** The id was just generated: no batch can have it, so it is not looked up. */
+    fresh?: boolean;
+    /** lockAndCheckThreshold just answered true in this transaction: the plain pre-check is not repeated. */
+    checked?: boolean;
+  },
 ): Promise<ClaimedBatch | null> {
-  if (!isDecimalString(c.thresholdUsd) || c.thresholdUsd.startsWith('-')) throw new Error(`thresholdUsd must be a non-negative decimal, got ${c.thresholdUsd}`);
+  assertThreshold(c.thresholdUsd);
   const existing = c.fresh ? null : await findBatch(db, c.batchId);
   if (existing) {
     if (existing.openChannelId !== c.openChannelId) {
@@ -54,13 +67,15 @@ export async function claimBatch(
   // Most credits leave the channel below its threshold: a plain sum (open-credits index, no row locks,
   // no WAL) says so before the claim below locks every open credit. A credit that lands just after
   // this read is claimed by the next payment's check or the periodic sweep.
-  const below = await db.query<{ enough: boolean }>({
-    name: 'batch-threshold-reached',
-    text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
-            WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`,
-    values: [c.openChannelId, c.thresholdUsd],
-  });
-  if (!below.rows[0]?.enough) return null;
+  if (!c.checked) {
+    const below = await db.query<{ enough: boolean }>({
+      name: 'batch-threshold-reached',
+      text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
+              WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`,
+      values: [c.openChannelId, c.thresholdUsd],
+    });
+    if (!below.rows[0]?.enough) return null;
+  }
   const { rows } = await db.query<{ totalUnits: string; usdValue: string; entryIds: string[] }>(
     `WITH open AS MATERIALIZED (
        SELECT entry_id, usd_value FROM ledger_entries
@@ -98,17 +113,33 @@ export async function claimBatch(
 }
 
 /**
- * Serialises the channel's claims until the caller's transaction ends. A payment's credit and the claim
- * after it share one transaction (the accumulate effect runs inside the transition that routes the
- * payment); without this lock two payments crossing the threshold together would each sum only the
- * credits committed before them, miss each other's, and leave the batch to the periodic sweep. With it,
- * the second claimer waits until the first committed, and its sum (a new statement, so a new snapshot
- * under READ COMMITTED) sees the first's credit. Taken after the credit insert and right before the
- * claim, so it is held only for the end of the transaction. Outside a transaction it is released at
- * once and protects nothing: callers hold one.
+ * Takes the channel's claim lock and answers whether its open owner credits are now worth at least
+ * `thresholdUsd`, in one statement (one round trip): batch_claim_ready (migrations/017).
+ *
+ * The lock serialises the channel's claims until the caller's transaction ends. A payment's credit and
+ * the claim after it share one transaction (the accumulate effect runs inside the transition that
+ * routes the payment); without the lock two payments crossing the threshold together would each sum
+ * only the credits committed before them, miss each other's, and leave the batch to the periodic sweep.
+ * With it, the second claimer waits until the first committed, and its sum sees the first's credit:
+ * the function is VOLATILE PL/pgSQL, which under READ COMMITTED takes a new snapshot for each query it
+ * runs, so the sum reads with a snapshot taken after the lock was granted (a plain SELECT calling the
+ * lock and summing would read with the snapshot its statement started with, before the wait). Called
+ * after the credit insert and right before the claim, so the lock is held only for the end of the
+ * transaction: this reply, the claim when enough, and COMMIT. Outside a transaction the lock is
+ * released at once and protects nothing: callers hold one.
  */
-export async function lockChannelClaims(db: Queryable, openChannelId: string): Promise<void> {
-  await db.query({ name: 'batch-claim-lock', text: `SELECT pg_advisory_xact_lock(hashtextextended('telepay:batch-claim:' || $1::text, 0))`, values: [openChannelId] });
+export async function lockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
+  assertThreshold(thresholdUsd);
+  const { rows } = await db.query<{ enough: boolean }>({
+    name: 'batch-claim-lock-and-check',
+    text: 'SELECT batch_claim_ready($1::bigint, $2::numeric) AS enough',
+    values: [openChannelId, thresholdUsd],
+  });
+  return rows[0]?.enough === true;
+}
+
+function assertThreshold(thresholdUsd: string): void {
+  if (!isDecimalString(thresholdUsd) || thresholdUsd.startsWith('-')) throw new Error(`thresholdUsd must be a non-negative decimal, got ${thresholdUsd}`);
 }
 
 /** A batch with the ids of the credits it claimed. */

@@ -16,7 +16,7 @@ import {
   channelsWithOpenCredits,
   claimBatch,
   findBatch,
-  lockChannelClaims,
+  lockAndCheckThreshold,
   paymentsOfBatch,
   resumeBatch,
   setBatchStatus,
@@ -67,12 +67,16 @@ export async function enqueueBatch(boss: PgBoss, db: Queryable | null, batchId: 
 
 /**
  * Inside the caller's transaction: claims the channel's open credits into a batch if they reach its
- * threshold, and schedules paying it. Claims of one channel take turns (lockChannelClaims), so a claim
- * sees every credit committed before it, including the one its own transaction just made.
+ * threshold, and schedules paying it. Claims of one channel take turns: one statement
+ * (lockAndCheckThreshold) takes the channel's claim lock, held until commit, and then sums the open
+ * credits with a snapshot taken after the lock was granted, so the check sees every credit committed
+ * before it, including the one its own transaction just made. Below the threshold (most payments) the
+ * lock is then held only for that statement's reply and the COMMIT; only when enough do the claim
+ * statement and the batch's job follow.
  */
 export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null> {
-  await lockChannelClaims(tx, openChannelId);
-  const batch = await claimBatch(tx, { openChannelId, thresholdUsd, batchId: randomUUID(), fresh: true });
+  if (!(await lockAndCheckThreshold(tx, openChannelId, thresholdUsd))) return null;
+  const batch = await claimBatch(tx, { openChannelId, thresholdUsd, batchId: randomUUID(), fresh: true, checked: true });
   if (!batch) return null;
   await enqueueBatch(boss, tx, batch.batchId, 0);
   return batch.batchId;

@@ -108,7 +108,10 @@ describe('routing inside the confirming transaction', () => {
     // its jobs are written, so payments of one channel wait on each other for the threshold check and
     // the commit only.
     // The invite's job rides in the statement that writes the payment and its journal.
-    expect(sent.slice(-4)).toEqual(['payment-insert-if-absent+jobs', 'batch-claim-lock', 'batch-threshold-reached', 'COMMIT']);
+    expect(sent.slice(-3)).toEqual(['payment-insert-if-absent+jobs', 'batch-claim-lock-and-check', 'COMMIT']);
+    // The credit reuses the channel row routing read in the same transaction.
+    expect(sent.filter((s) => s === 'channel-find')).toEqual([]);
+    expect(sent.filter((s) => s === 'order-with-channel')).toHaveLength(1);
   });
 
   it('a threshold credit that cannot be booked (a ledger fault) becomes a job: the payment is routed and its invite queued all the same, nothing half-booked', async () => {

@@ -71,6 +71,16 @@ export async function findChannel(db: Queryable, openChannelId: string, options:
   return rows[0] ?? null;
 }
 
+/** Keeps a channel row read in a transition for the inline effects after it (TransitionScope.reads). */
+export function rememberChannel(reads: Map<string, unknown>, channel: ChannelRow): void {
+  reads.set(`channel:${channel.openChannelId}`, channel);
+}
+
+/** The channel row an earlier inline effect of the transition read, or a read of it. */
+export async function channelOf(db: Queryable, openChannelId: string, reads?: Map<string, unknown>): Promise<ChannelRow | null> {
+  return (reads?.get(`channel:${openChannelId}`) as ChannelRow | undefined) ?? findChannel(db, openChannelId);
+}
+
 export async function listChannels(db: Queryable): Promise<ChannelRow[]> {
   const { rows } = await db.query<ChannelRow>(`SELECT ${COLUMNS} FROM channels ORDER BY created_at, open_channel_id`);
   return rows;

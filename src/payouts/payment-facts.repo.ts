@@ -1,4 +1,4 @@
-import { findChannel, type ChannelRow } from '../channels/channels.repo.js';
+import { channelOf, type ChannelRow } from '../channels/channels.repo.js';
 import { shareOf } from '../domain/payout-plan.js';
 import type { Split } from '../domain/payout-split.js';
 import type { PaymentView } from '../machines/payment.view.js';
@@ -29,10 +29,13 @@ export async function shareOfPayment(db: Queryable, paymentId: string): Promise<
   return shareOfFacts(db, paymentId, await readPayoutFacts(db, paymentId));
 }
 
-/** The same from facts in hand (an inline effect has the snapshot being written: nothing to read back). */
-export async function shareOfFacts(db: Queryable, paymentId: string, facts: PayoutFacts): Promise<{ channel: ChannelRow; split: Split } | { problem: string }> {
+/**
+ * The same from facts in hand (an inline effect has the snapshot being written: nothing to read back),
+ * and the channel row routing read in the same transition when there is one (`reads`).
+ */
+export async function shareOfFacts(db: Queryable, paymentId: string, facts: PayoutFacts, reads?: Map<string, unknown>): Promise<{ channel: ChannelRow; split: Split } | { problem: string }> {
   if (!facts.route) throw new Error(`payment ${paymentId} has no route`);
-  const channel = await findChannel(db, facts.route.channelId);
+  const channel = await channelOf(db, facts.route.channelId, reads);
   if (!channel) return { problem: `channel ${facts.route.channelId} is not configured: add it, then retry` };
   const share = shareOf(facts.np, channel.platformFeePercent);
   return 'problem' in share ? share : { channel, split: share.split };

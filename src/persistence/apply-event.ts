@@ -87,15 +87,26 @@ export interface Engine {
  * until it happens; in a caller's transaction, to a savepoint).
  */
 export interface InlineEffect {
-  /**
-   * `last` hands the engine work to run at the end of the transaction, after the payment, its journal
-   * and its jobs are written, right before the commit: a lock taken there (the threshold claim's lock
-   * on the channel) is held for one statement and the commit, not for the rest of the transition. It
-   * fails like the effect itself. In a caller's transaction (whose end the engine does not see) it
-   * runs at once, after `perform`.
-   */
-  perform(tx: Queryable, snapshot: PaymentSnapshot, last: (work: LastWork) => void): Promise<PaymentEvent>;
+  perform(tx: Queryable, snapshot: PaymentSnapshot, transition: TransitionScope): Promise<PaymentEvent>;
   onError: 'fail' | 'queue';
+}
+
+/** What the inline effects of one transition share (InlineEffect.perform). */
+export interface TransitionScope {
+  /**
+   * Hands the engine work to run at the end of the transaction, after the payment, its journal and its
+   * jobs are written, right before the commit: a lock taken there (the threshold claim's lock on the
+   * channel) is held for one statement and the commit, not for the rest of the transition. It fails
+   * like the effect itself. In a caller's transaction (whose end the engine does not see) it runs at
+   * once, after `perform`.
+   */
+  last(work: LastWork): void;
+  /**
+   * Rows an earlier inline effect of this transition read, in this transaction, keyed by what they
+   * are (routing reads the channel; the owner's credit needs it again): a round trip saved, and one
+   * read of the row for the whole decision. Lives for one attempt of the transition.
+   */
+  reads: Map<string, unknown>;
 }
 
 export type LastWork = (tx: Queryable) => Promise<void>;
@@ -252,6 +263,7 @@ export function createEngine(deps: EngineDeps): Engine {
     };
     // Work the inline effects left for the end of the engine's own transaction (InlineEffect.perform).
     const lasts: Array<{ effect: Effect; spec: InlineEffect; work: LastWork }> = [];
+    const reads = new Map<string, unknown>();
     while (pending.length > 0) {
       const { effect, entry } = pending.shift()!;
       const spec = queued.has(effect.effect) ? undefined : inline[effect.effect];
@@ -261,13 +273,13 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       let result: PaymentEvent | null;
       if (ownTransaction) {
-        const last = (work: LastWork) => void lasts.push({ effect, spec, work });
-        result = spec.onError === 'fail' ? await spec.perform(tx, snapshot, last) : await performOrThrow(effect, () => spec.perform(tx, snapshot, last));
+        const scope: TransitionScope = { last: (work) => void lasts.push({ effect, spec, work }), reads };
+        result = spec.onError === 'fail' ? await spec.perform(tx, snapshot, scope) : await performOrThrow(effect, () => spec.perform(tx, snapshot, scope));
       } else {
         // The caller commits: its work left for "last" runs right after the effect, in the same savepoint.
         const perform = async () => {
           const now: LastWork[] = [];
-          const event = await spec.perform(tx, snapshot, (work) => void now.push(work));
+          const event = await spec.perform(tx, snapshot, { last: (work) => void now.push(work), reads });
           for (const work of now) await work(tx);
           return event;
         };

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { PaymentEvent } from '../../machines/payment.events.js';
 import { viewOf } from '../../machines/payment.view.js';
 import { creditShare, readPayoutFacts, shareOfFacts, type PayoutFacts } from '../../payouts/payment-facts.repo.js';
-import type { InlineEffect, LastWork } from '../../persistence/apply-event.js';
+import type { InlineEffect, LastWork, TransitionScope } from '../../persistence/apply-event.js';
 import { inTransaction, type Queryable } from '../../persistence/transaction.js';
 import type { EffectActor } from '../effect-actor.js';
 import { claimAndScheduleIn } from './batches.js';
@@ -24,8 +24,8 @@ import { claimAndScheduleIn } from './batches.js';
 // The claim's lock is held until commit, so it is taken last (`last`): inline, the engine runs it after the
 // payment and its jobs are written, right before the commit, and payments of one channel queue behind
 // each other for a statement and a commit, not for the whole transition.
-async function accumulate(tx: Queryable, boss: PgBoss, paymentId: string, facts: PayoutFacts, last: (work: LastWork) => void): Promise<PaymentEvent> {
-  const share = await shareOfFacts(tx, paymentId, facts);
+async function accumulate(tx: Queryable, boss: PgBoss, paymentId: string, facts: PayoutFacts, { last, reads }: TransitionScope): Promise<PaymentEvent> {
+  const share = await shareOfFacts(tx, paymentId, facts, reads);
   if ('problem' in share) return { type: 'payout.failed', reason: share.problem };
   const { channel, split } = share;
   const { entries } = await creditShare(tx, paymentId, channel, split, null);
@@ -38,7 +38,7 @@ async function accumulate(tx: Queryable, boss: PgBoss, paymentId: string, facts:
 export function accumulateInline(deps: { boss: PgBoss }): InlineEffect {
   return {
     onError: 'queue',
-    perform: (tx, snapshot, last) => accumulate(tx, deps.boss, snapshot.context.paymentId, viewOf(snapshot), last),
+    perform: (tx, snapshot, scope) => accumulate(tx, deps.boss, snapshot.context.paymentId, viewOf(snapshot), scope),
   };
 }
 
@@ -49,7 +49,7 @@ export function createAccumulateActor(deps: { pool: pg.Pool; boss: PgBoss }): Ef
     perform: (job) =>
       inTransaction(deps.pool, async (tx) => {
         const claims: LastWork[] = [];
-        const event = await accumulate(tx, deps.boss, job.paymentId, await readPayoutFacts(tx, job.paymentId), (work) => void claims.push(work));
+        const event = await accumulate(tx, deps.boss, job.paymentId, await readPayoutFacts(tx, job.paymentId), { last: (work) => void claims.push(work), reads: new Map() });
         for (const claim of claims) await claim(tx);
         return event;
       }),

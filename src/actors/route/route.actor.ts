@@ -1,10 +1,10 @@
-import { findChannel, type ChannelRow } from '../../channels/channels.repo.js';
+import { findChannel, rememberChannel, type ChannelRow } from '../../channels/channels.repo.js';
 import { findActivePlanByPrice } from '../../channels/plans.repo.js';
 import { decideLegacyOrder, decideRoute, legacyRootPaymentId, matchOrder, reasons, usdPriceOf, type Rejection } from '../../domain/routing.js';
 import type { NpFacts, PaymentEvent } from '../../machines/payment.events.js';
 import type { PaymentView } from '../../machines/payment.view.js';
 import type { PaymentSnapshot } from '../../machines/payment.step.js';
-import type { InlineEffect } from '../../persistence/apply-event.js';
+import type { InlineEffect, TransitionScope } from '../../persistence/apply-event.js';
 import type { Queryable } from '../../persistence/transaction.js';
 import { isLegacyOrderId, legacyOrderKey, parseLegacyOrderId } from '../../orders/legacy-order-id.js';
 import { claimOrder, findOrder, findOrderWithChannel, insertOrderIfAbsent, type OrderRow } from '../../orders/orders.repo.js';
@@ -85,13 +85,15 @@ export async function route(db: Queryable, paymentId: string): Promise<PaymentEv
 export const routeInline: InlineEffect = {
   // Nothing after routing can run without a route: its failure fails the transition, which its sender retries.
   onError: 'fail',
-  perform: (tx, snapshot: PaymentSnapshot) => decide(tx, { paymentId: snapshot.context.paymentId, orderId: snapshot.context.orderId, np: snapshot.context.np }),
+  perform: (tx, snapshot: PaymentSnapshot, { reads }) => decide(tx, { paymentId: snapshot.context.paymentId, orderId: snapshot.context.orderId, np: snapshot.context.np }, reads),
 };
 
-async function decide(db: Queryable, payment: PaymentFacts): Promise<PaymentEvent> {
+async function decide(db: Queryable, payment: PaymentFacts, reads?: TransitionScope['reads']): Promise<PaymentEvent> {
   const resolved = await resolve(db, payment);
   if ('reject' in resolved) return reject(resolved.reject);
   const { order, channel } = resolved;
+  // The owner's credit, decided next in the same transition, needs the same channel row.
+  if (reads) rememberChannel(reads, channel);
 
   const decision = decideRoute({ paymentId: payment.paymentId, order, channel, money: payment.np });
   if ('reject' in decision) return reject(decision.reject);

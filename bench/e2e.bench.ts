@@ -28,6 +28,7 @@ import { fmt, percentile, type BenchDatabase } from './support.js';
 //                                             BENCH_SECONDS; DMs / (until the last buyer is
 //                                             done); the pool of prepared payments is 4x the
 //                                             warm-up pace (a note says when it ran out)      BENCH_E2E_POOL_RATE=250 (cap, /s)
+//   (all windows)                             after a warm-up of payments, not counted         BENCH_E2E_WARMUP=500
 //   p50/p99/max at 20, 50, 100 payments/s     open loop: payment n starts at n/rate (waiting   BENCH_E2E_RATES=20,50,100
 //                                             at its slot, confirming +50 ms, finished
 //                                             +100 ms, the duplicate when finished is
@@ -88,6 +89,8 @@ export interface E2eOptions {
   ingestClients: number;
   /** Seconds of new IPNs sent before the ingest rounds, not counted (the service warming up). */
   ingestWarmupSeconds: number;
+  /** Payments made (closed loop, not counted) before any window: JIT, pools, workers. */
+  warmupPayments: number;
   statusClients: number;
   parts: Set<'closed' | 'open' | 'intake'>;
 }
@@ -101,6 +104,7 @@ export function e2eOptionsFromEnv(): E2eOptions {
     rates: list(process.env.BENCH_E2E_RATES, '20,50,100').map(Number),
     ingestClients: Number(process.env.BENCH_INGEST_CLIENTS ?? 8),
     ingestWarmupSeconds: Number(process.env.BENCH_INGEST_WARMUP_SECONDS ?? 8),
+    warmupPayments: Number(process.env.BENCH_E2E_WARMUP ?? 500),
     statusClients: Number(process.env.BENCH_STATUS_CLIENTS ?? 32),
     parts,
   };
@@ -387,7 +391,7 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
 
     // Warm-up (not measured): JIT, connection pools, pg-boss workers; its pace sizes the closed loop's pool.
     const prepStarted = performance.now();
-    const warm = await prepare(Math.max(64, options.buyers));
+    const warm = await prepare(Math.max(options.warmupPayments, options.buyers));
     const warmStarted = performance.now();
     {
       let next = 0;

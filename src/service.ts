@@ -193,6 +193,7 @@ export async function startService(config: Config, log: Logger, options: Service
       pool: db.pool,
       inline,
       onInlineQueued: (paymentId, effect, err) => log.warn({ paymentId, effect, err }, 'inline effect failed; queued as a job instead'),
+      onAfterCommitFailed: (paymentId, effect, err) => log.warn({ paymentId, effect, err }, 'work after the commit failed (the periodic sweep does it)'),
     });
     // One LISTEN connection on journal inserts, for the operators' live pages; closed after HTTP stops.
     const journalFeed = startJournalFeed({ connectionString: db.url, log: log.child({ module: 'journal-feed' }) });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { batchQueues } from '../src/actors/payouts/batches.js';
+import { batchQueues, claimIfWorth } from '../src/actors/payouts/batches.js';
 import { createChannel } from '../src/channels/channel-admin.service.js';
 import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts } from '../src/machines/payment.events.js';
@@ -101,14 +101,13 @@ describe('routing inside the confirming transaction', () => {
     const paymentId = newPaymentId();
     expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3, state: 'accumulated' });
     expect(sent[0]).toBe('BEGIN');
-    expect(sent.at(-1)).toBe('COMMIT');
+    expect(sent.filter((s) => s === 'COMMIT')).toHaveLength(1);
     expect(sent.filter((s) => /SAVEPOINT|ROLLBACK/i.test(s))).toEqual([]);
     expect(await ledgerOf(paymentId)).toHaveLength(2);
-    // The channel's claim lock (held until commit) is taken last: after the payment, its journal and
-    // its jobs are written, so payments of one channel wait on each other for the threshold check and
-    // the commit only.
-    // The invite's job rides in the statement that writes the payment and its journal.
-    expect(sent.slice(-3)).toEqual(['payment-insert-if-absent+jobs', 'batch-claim-lock-and-check', 'COMMIT']);
+    // The invite's job rides in the statement that writes the payment and its journal. The threshold is
+    // checked after the commit, with no lock: no payment of the channel waits on this transaction.
+    expect(sent.slice(-3)).toEqual(['payment-insert-if-absent+jobs', 'COMMIT', 'batch-threshold-reached']);
+    expect(sent.filter((s) => /batch-claim-lock/.test(s))).toEqual([]);
     // The credit reuses the channel row routing read in the same transaction.
     expect(sent.filter((s) => s === 'channel-find')).toEqual([]);
     expect(sent.filter((s) => s === 'order-with-channel')).toHaveLength(1);
@@ -140,22 +139,55 @@ describe('routing inside the confirming transaction', () => {
     }
   });
 
-  it('12 payments of one threshold channel confirmed at once: claims take turns, so every batch is claimed the moment it is worth the threshold', async () => {
-    // 9 USD per payment for the owner, threshold 27: a batch is exactly three credits. Without the
-    // channel's claim lock two payments committing together would each miss the other's credit and
-    // leave a claimable batch to the periodic sweep (here: none runs).
+  it('12 payments of one threshold channel confirmed at once: every credit is claimed at once into a batch worth the threshold, none twice, none left to the sweep', async () => {
+    // 9 USD per payment for the owner, threshold 27: a batch is exactly three credits. Each payment
+    // checks the threshold after its commit, so whichever credit of a crossing pair commits last sees
+    // both; claims take turns on the channel's lock. Nothing is left to the periodic sweep (none runs).
     const channel = await seedChannel('threshold', '27');
     const orders = await Promise.all(Array.from({ length: 12 }, () => orderIn(channel)));
     const results = await Promise.all(orders.map((orderId) => t.engine.applyEvent(newPaymentId(), { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })));
     expect(results.map((r) => [r.outcome, r.version, r.state])).toEqual(Array.from({ length: 12 }, () => ['applied', 3, 'accumulated']));
     const { rows: batches } = await t.db.pool.query<{ batch_id: string; entry_count: number; usd_value: string }>(
       'SELECT batch_id, entry_count, trim_scale(usd_value)::text AS usd_value FROM payout_batches WHERE open_channel_id = $1', [channel]);
-    expect(batches.map((b) => [b.entry_count, b.usd_value])).toEqual([[3, '27'], [3, '27'], [3, '27'], [3, '27']]);
+    // A batch takes every open credit when it is claimed: at least three (27 USD), more when credits
+    // committed while it was being claimed. Together they hold all twelve, each once.
+    for (const batch of batches) expect(batch.entry_count * 9).toBe(Number(batch.usd_value));
+    for (const batch of batches) expect(batch.entry_count).toBeGreaterThanOrEqual(3);
+    expect(batches.reduce((n, b) => n + b.entry_count, 0)).toBeLessThanOrEqual(12);
     const { rows: open } = await t.db.pool.query(`SELECT 1 FROM ledger_entries WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`, [channel]);
-    expect(open).toEqual([]);
+    // Whatever is left open is below the threshold (the last payment's check saw it all).
+    expect(open.length * 9).toBeLessThan(27);
+    expect(batches.reduce((n, b) => n + b.entry_count, 0) + open.length).toBe(12);
     // Each batch's payment job was queued with its claim.
     const { rows: jobs } = await t.db.pool.query<{ batch: string }>(`SELECT data->>'batchId' AS batch FROM pgboss.job WHERE name = 'payout-batch' AND data->>'batchId' = ANY($1)`, [batches.map((b) => b.batch_id)]);
-    expect(jobs).toHaveLength(4);
+    expect(jobs).toHaveLength(batches.length);
+  });
+
+  it('the threshold check after the commit fails: the payment stays credited and routed, the failure is reported, and a later check claims', async () => {
+    const channel = await seedChannel('threshold', '9');
+    const orderId = await orderIn(channel);
+    const paymentId = newPaymentId();
+    // The pool refuses the post-commit check only (a connection lost at that moment, say).
+    const failing = new Proxy(t.db.pool, {
+      get(target, prop) {
+        if (prop !== 'query') return Reflect.get(target, prop, target) as unknown;
+        return (config: unknown, ...rest: unknown[]) =>
+          (config as { name?: string })?.name === 'batch-threshold-reached'
+            ? Promise.reject(new Error('connection lost'))
+            : (target.query as (...a: unknown[]) => unknown).call(target, config, ...rest);
+      },
+    });
+    const failures: Array<[string, string, string]> = [];
+    const engine = createEngine({ pool: failing, inline: inlineEffects({ boss: t.boss }), onAfterCommitFailed: (id, effect, error) => void failures.push([id, effect, (error as Error).message]) });
+    expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3, state: 'accumulated' });
+    expect(failures).toEqual([[paymentId, 'accumulate', 'connection lost']]);
+    expect(await ledgerOf(paymentId)).toEqual([
+      { kind: 'payment_credit', payout_id: null },
+      { kind: 'platform_fee', payout_id: null },
+    ]);
+    // What the periodic sweep does for every channel with open credits.
+    expect(await claimIfWorth({ pool: t.db.pool, boss: t.boss }, channel, '9')).toEqual(expect.any(String));
+    expect((await ledgerOf(paymentId))[0]!.payout_id).toMatch(/^batch:/);
   });
 
   it('a rejection parks the payment in the same transaction and queues nothing', async () => {

@@ -106,9 +106,10 @@ describe('threshold payouts', () => {
     // Every credit is open or in exactly one batch (payout_id is one value), and nothing claimable is left behind.
     expect(batched + open.length).toBe(20);
     expect(open.reduce((sum, c) => sum + Number(c.usd_value), 0)).toBeLessThan(50);
-    // Claims of a channel take turns with the credits (each commits before the next claim looks), so a
-    // batch is claimed the moment its credits are worth 50 USD: 6 credits of 9 USD, never more.
-    expect(batches.map((b) => b.entry_count)).toEqual([6, 6, 6]);
+    // Each payment checks the threshold right after its commit and a claim takes every open credit, so a
+    // batch holds at least the 6 credits worth 50 USD and at most those plus the ones that committed
+    // while it was being claimed (20 payments committed together can make one batch of 180 USD).
+    for (const batch of batches) expect(batch.entry_count).toBeGreaterThanOrEqual(6);
     const waiting = await t.db.pool.query<{ state: string }>('SELECT state FROM payments WHERE payment_id = ANY($1)', [open.map((c) => c.payment_id)]);
     expect(waiting.rows.every((r) => r.state === 'accumulated')).toBe(true);
     const books = await checkBooks(t.db.pool);

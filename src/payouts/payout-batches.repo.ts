@@ -67,15 +67,7 @@ export async function claimBatch(
   // Most credits leave the channel below its threshold: a plain sum (open-credits index, no row locks,
   // no WAL) says so before the claim below locks every open credit. A credit that lands just after
   // this read is claimed by the next payment's check or the periodic sweep.
-  if (!c.checked) {
-    const below = await db.query<{ enough: boolean }>({
-      name: 'batch-threshold-reached',
-      text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
-              WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`,
-      values: [c.openChannelId, c.thresholdUsd],
-    });
-    if (!below.rows[0]?.enough) return null;
-  }
+  if (!c.checked && !(await openCreditsReach(db, c.openChannelId, c.thresholdUsd))) return null;
   const { rows } = await db.query<{ totalUnits: string; usdValue: string; entryIds: string[] }>(
     `WITH open AS MATERIALIZED (
        SELECT entry_id, usd_value FROM ledger_entries
@@ -113,20 +105,33 @@ export async function claimBatch(
 }
 
 /**
+ * Whether the channel's open credits (committed, and the caller's own transaction's) are worth the
+ * threshold now: a plain sum over the open-credits index, no lock, no write.
+ */
+export async function openCreditsReach(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
+  const { rows } = await db.query<{ enough: boolean }>({
+    name: 'batch-threshold-reached',
+    text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
+            WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`,
+    values: [openChannelId, thresholdUsd],
+  });
+  return rows[0]?.enough === true;
+}
+
+/**
  * Takes the channel's claim lock and answers whether its open owner credits are now worth at least
  * `thresholdUsd`, in one statement (one round trip): batch_claim_ready (migrations/017).
  *
- * The lock serialises the channel's claims until the caller's transaction ends. A payment's credit and
- * the claim after it share one transaction (the accumulate effect runs inside the transition that
- * routes the payment); without the lock two payments crossing the threshold together would each sum
- * only the credits committed before them, miss each other's, and leave the batch to the periodic sweep.
- * With it, the second claimer waits until the first committed, and its sum sees the first's credit:
- * the function is VOLATILE PL/pgSQL, which under READ COMMITTED takes a new snapshot for each query it
- * runs, so the sum reads with a snapshot taken after the lock was granted (a plain SELECT calling the
- * lock and summing would read with the snapshot its statement started with, before the wait). Called
- * after the credit insert and right before the claim, so the lock is held only for the end of the
- * transaction: this reply, the claim when enough, and COMMIT. Outside a transaction the lock is
- * released at once and protects nothing: callers hold one.
+ * The lock serialises the channel's claims until the caller's transaction ends. Where a credit and the
+ * claim after it share one transaction (the accumulate job, a caller's transaction), two payments
+ * crossing the threshold together would, without the lock, each sum only the credits committed before
+ * them, miss each other's, and leave the batch to the periodic sweep. With it, the second claimer waits
+ * until the first committed, and its sum sees the first's credit: the function is VOLATILE PL/pgSQL,
+ * which under READ COMMITTED takes a new snapshot for each query it runs, so the sum reads with a
+ * snapshot taken after the lock was granted (a plain SELECT calling the lock and summing would read
+ * with the snapshot its statement started with, before the wait). Outside a transaction the lock is
+ * released at once and protects nothing: callers hold one. (Inline, the engine checks after the
+ * commit instead, with no lock: claimIfWorth in src/actors/payouts/batches.ts.)
  */
 export async function lockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
   assertThreshold(thresholdUsd);

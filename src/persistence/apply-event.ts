@@ -94,13 +94,15 @@ export interface InlineEffect {
 /** What the inline effects of one transition share (InlineEffect.perform). */
 export interface TransitionScope {
   /**
-   * Hands the engine work to run at the end of the transaction, after the payment, its journal and its
-   * jobs are written, right before the commit: a lock taken there (the threshold claim's lock on the
-   * channel) is held for one statement and the commit, not for the rest of the transition. It fails
-   * like the effect itself. In a caller's transaction (whose end the engine does not see) it runs at
-   * once, after `perform`.
+   * Hands the engine work to run once the transition committed, on the pool, before applyEvent returns:
+   * a check that must see this transaction's writes and every other committed one (the threshold
+   * claim) needs no lock held across the transaction's last round trips, which every other transition
+   * of the same channel would queue behind. Null in a caller's transaction, whose commit the engine does
+   * not see: the effect then does that work in the transaction. Its failure is reported
+   * (EngineDeps.onAfterCommitFailed), never the transition's, which is committed: the work must be one
+   * a periodic sweep also does.
    */
-  last(work: LastWork): void;
+  afterCommit: ((work: AfterCommitWork) => void) | null;
   /**
    * Rows an earlier inline effect of this transition read, in this transaction, keyed by what they
    * are (routing reads the channel; the owner's credit needs it again): a round trip saved, and one
@@ -109,7 +111,7 @@ export interface TransitionScope {
   reads: Map<string, unknown>;
 }
 
-export type LastWork = (tx: Queryable) => Promise<void>;
+export type AfterCommitWork = (pool: pg.Pool) => Promise<unknown>;
 
 export interface EngineDeps {
   pool: pg.Pool;
@@ -117,6 +119,8 @@ export interface EngineDeps {
   inline?: Partial<Record<EffectName, InlineEffect>>;
   /** Told when an inline effect with onError 'queue' failed and became a job. */
   onInlineQueued?: (paymentId: string, effect: EffectName, error: unknown) => void;
+  /** Told when work an inline effect left for after the commit (TransitionScope.afterCommit) failed. */
+  onAfterCommitFailed?: (paymentId: string, effect: EffectName, error: unknown) => void;
 }
 
 interface Known {
@@ -138,6 +142,8 @@ interface Row {
 }
 
 interface Written {
+  /** Work for after the commit, from the inline effects that ran in this (engine-owned) transaction. */
+  after: Array<{ effect: EffectName; work: AfterCommitWork }>;
   version: number;
   state: SummaryState;
   snapshot: PaymentSnapshot;
@@ -237,6 +243,10 @@ export function createEngine(deps: EngineDeps): Engine {
       recorded = undefined;
       if (written) {
         const { version, state, effects, alongside } = written;
+        // Committed (only the engine's own transaction leaves work for after it).
+        for (const { effect, work } of written.after) {
+          await work(pool).catch((error: unknown) => deps.onAfterCommitFailed?.(paymentId, effect, error));
+        }
         return { outcome: 'applied', paymentId, version, state, effects, ...(options.alongside && { alongside }) };
       }
       // Another writer committed this version first: re-read and decide again on its result.
@@ -261,8 +271,8 @@ export function createEngine(deps: EngineDeps): Engine {
       jobs.push(effect);
       entry.effects.push(effect);
     };
-    // Work the inline effects left for the end of the engine's own transaction (InlineEffect.perform).
-    const lasts: Array<{ effect: Effect; spec: InlineEffect; work: LastWork }> = [];
+    // Work the inline effects left for after the engine's own transaction commits (TransitionScope.afterCommit).
+    const after: Written['after'] = [];
     const reads = new Map<string, unknown>();
     while (pending.length > 0) {
       const { effect, entry } = pending.shift()!;
@@ -273,16 +283,11 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       let result: PaymentEvent | null;
       if (ownTransaction) {
-        const scope: TransitionScope = { last: (work) => void lasts.push({ effect, spec, work }), reads };
+        const scope: TransitionScope = { afterCommit: (work) => void after.push({ effect: effect.effect, work }), reads };
         result = spec.onError === 'fail' ? await spec.perform(tx, snapshot, scope) : await performOrThrow(effect, () => spec.perform(tx, snapshot, scope));
       } else {
-        // The caller commits: its work left for "last" runs right after the effect, in the same savepoint.
-        const perform = async () => {
-          const now: LastWork[] = [];
-          const event = await spec.perform(tx, snapshot, { last: (work) => void now.push(work), reads });
-          for (const work of now) await work(tx);
-          return event;
-        };
+        // The caller commits: the effect does all its work in the caller's transaction.
+        const perform = () => spec.perform(tx, snapshot, { afterCommit: null, reads });
         result = spec.onError === 'fail' ? await perform() : await performOrQueue(tx, paymentId, effect, perform);
       }
       if (result === null) {
@@ -332,11 +337,7 @@ export function createEngine(deps: EngineDeps): Engine {
       if (row.journal_rows === 0) return null;
       alongsideId = row.alongside_id;
     } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
-    for (const { effect, spec, work } of lasts) {
-      if (spec.onError === 'fail') await work(tx);
-      else await performOrThrow(effect, () => work(tx));
-    }
-    return { version, state: summary.state, snapshot, effects: jobs, alongside: alongsideId };
+    return { version, state: summary.state, snapshot, effects: jobs, alongside: alongsideId, after };
   }
 
   /**

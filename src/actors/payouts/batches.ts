@@ -17,6 +17,7 @@ import {
   claimBatch,
   findBatch,
   lockAndCheckThreshold,
+  openCreditsReach,
   paymentsOfBatch,
   resumeBatch,
   setBatchStatus,
@@ -80,6 +81,18 @@ export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChanne
   if (!batch) return null;
   await enqueueBatch(boss, tx, batch.batchId, 0);
   return batch.batchId;
+}
+
+/**
+ * After a credit committed (src/actors/payouts/accumulate.actor.ts): claims the channel's open credits
+ * if they are now worth its threshold. The check takes no lock and needs none: it runs after this
+ * payment's commit, so the check of whichever credit of the channel committed last sees every credit,
+ * and two checks that both see enough claim one batch (claimAndSchedule takes turns on the channel's
+ * lock, and the second finds the credits taken). Nobody waits on a lock held across a round trip.
+ */
+export async function claimIfWorth(deps: { pool: pg.Pool; boss: PgBoss }, openChannelId: string, thresholdUsd: string): Promise<string | null> {
+  if (!(await openCreditsReach(deps.pool, openChannelId, thresholdUsd))) return null;
+  return claimAndSchedule(deps, openChannelId, thresholdUsd);
 }
 
 /** The same in a transaction of its own (the sweep). */

@@ -142,12 +142,15 @@ describe('order creation round trips', () => {
     }
   });
 
-  it('an API order reads its channel and plan with one statement, then writes the order and its invoice', async () => {
+  it('an API order reads its channel and plan and is written in one statement, then its invoice is stored', async () => {
     const { pool, sent } = recordingPool(t.db.pool);
     const orders = createOrderService({ ...orderServiceDeps(), pool });
     const created = await orders.createOrder({ buyerTelegramId: '42', openChannelId: '-1001', planId: 'month', source: 'api' });
     expect(created).toMatchObject({ priceUsd: '9.99', reused: false });
-    expect(sent).toEqual(['channel-with-plan', 'order-insert', 'order-set-invoice']);
+    expect(sent).toEqual(['channel-with-plan+order-insert', 'order-set-invoice']);
+    // Written at the plan's price, for its channel and buyer, as the API asked.
+    const { rows } = await t.db.pool.query('SELECT buyer_telegram_id::text AS buyer, open_channel_id::text AS channel, plan_id, price_usd::text AS price, source FROM orders WHERE order_id = $1', [created.orderId]);
+    expect(rows).toEqual([{ buyer: '42', channel: '-1001', plan_id: 'month', price: '9.99', source: 'api' }]);
   });
 
   it('a bot order reads channel and plan once, before its transaction; its second tap reads them once too', async () => {
@@ -168,8 +171,9 @@ describe('order creation round trips', () => {
     const { pool, sent } = recordingPool(t.db.pool);
     const orders = createOrderService({ ...orderServiceDeps(), pool });
     const attempt = (openChannelId: string, planId: string) => orders.createOrder({ buyerTelegramId: '42', openChannelId, planId, source: 'api' });
+    const ordersBefore = (await t.db.pool.query('SELECT count(*)::int AS n FROM orders')).rows[0].n;
     await expect(attempt('-1999', 'month')).rejects.toMatchObject({ kind: 'not_found', message: 'open_channel_id: no channel -1999 is sold here' });
-    expect(sent).toEqual(['channel-with-plan']);
+    expect(sent).toEqual(['channel-with-plan+order-insert']);
     for (const [planId, message] of [
       ['nope', 'plan_id: "nope" is not a plan of channel -1001'],
       ['other', 'plan_id: "other" is not a plan of channel -1001'],
@@ -177,7 +181,9 @@ describe('order creation round trips', () => {
     ] as const) {
       sent.length = 0;
       await expect(attempt('-1001', planId)).rejects.toMatchObject({ kind: 'invalid', message });
-      expect(sent).toEqual(['channel-with-plan']);
+      expect(sent).toEqual(['channel-with-plan+order-insert']);
     }
+    // The statement that would have written the order wrote nothing.
+    expect((await t.db.pool.query('SELECT count(*)::int AS n FROM orders')).rows[0].n).toBe(ordersBefore);
   });
 });

@@ -69,6 +69,35 @@ export async function findChannelWithPlan(db: Queryable, openChannelId: string, 
   return { channel, plan };
 }
 
+const CHANNEL_WITH_PLAN_ORDERED = {
+  name: 'channel-with-plan+order-insert',
+  text: `WITH target AS (${CHANNEL_WITH_PLAN.text}),
+         ordered AS (
+           INSERT INTO orders (order_id, buyer_telegram_id, open_channel_id, plan_id, price_usd, source)
+           SELECT $3, $4, "openChannelId"::bigint, "plan.planId", "plan.priceUsd"::numeric, $5 FROM target WHERE "plan.active"
+           RETURNING order_id)
+         SELECT target.*, EXISTS (SELECT 1 FROM ordered) AS "ordered" FROM target`,
+};
+
+/**
+ * findChannelWithPlan, and in the same statement the order, written when the plan is sold (it exists
+ * and is active), at its price: one round trip for an order made through the API. `ordered` says
+ * whether it was written; when not, channel and plan say why.
+ */
+export async function findChannelWithPlanOrdering(
+  db: Queryable,
+  order: { orderId: string; buyerTelegramId: string; openChannelId: string; planId: string; source: string },
+): Promise<{ channel: ChannelRow | null; plan: PlanRow | null; ordered: boolean }> {
+  const { rows } = await db.query<Record<string, unknown>>({
+    ...CHANNEL_WITH_PLAN_ORDERED,
+    values: [order.openChannelId, order.planId, order.orderId, order.buyerTelegramId, order.source],
+  });
+  if (!rows[0]) return { channel: null, plan: null, ordered: false };
+  const { ordered, ...row } = rows[0];
+  const [channel, plan] = splitJoined<ChannelRow, PlanRow>(row, 'plan.', 'planId');
+  return { channel, plan, ordered: ordered === true };
+}
+
 export async function plansOfChannels(db: Queryable, openChannelIds: string[]): Promise<PlanRow[]> {
   if (openChannelIds.length === 0) return [];
   const { rows } = await db.query<PlanRow>(

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { channelIdSchema, planIdSchema, userIdSchema } from '../channels/channel.schema.js';
-import { findChannelWithPlan, type PlanRow } from '../channels/plans.repo.js';
+import { findChannelWithPlan, findChannelWithPlanOrdering, type PlanRow } from '../channels/plans.repo.js';
 import { InvalidInputError, NotConfiguredError, NotFoundError, ProviderUnavailableError } from '../domain/errors.js';
 import type { NowPaymentsClient } from '../nowpayments/client.js';
 import { inTransaction, type Queryable } from '../persistence/transaction.js';
@@ -124,6 +124,18 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
       priceUsd: plan.priceUsd,
       source: input.source,
     });
+    return invoiceOrder(db, nowPayments, input, orderId, channel, plan);
+  }
+
+  /** Asks NowPayments for the written order's invoice and stores it; a refusal is returned, not thrown. */
+  async function invoiceOrder(
+    db: Queryable,
+    nowPayments: NowPaymentsClient,
+    input: CreateOrderInput,
+    orderId: string,
+    channel: { openChannelId: string; title: string },
+    plan: PlanRow,
+  ): Promise<CreatedOrder | ProviderUnavailableError> {
     const { base, statusUrl, cancelUrl } = urlsOf(orderId, input.lang);
     let invoice: { invoiceId: string; invoiceUrl: string };
     try {
@@ -150,18 +162,27 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
       checked('open_channel_id', channelIdSchema, input.openChannelId);
       checked('plan_id', planIdSchema, input.planId);
 
-      // One round trip for both: the channel and, joined to it, the plan asked for.
-      const { channel, plan } = await findChannelWithPlan(deps.pool, input.openChannelId, input.planId);
+      const nowPayments = deps.nowPayments;
+      // An API order, NowPayments configured: the channel, its plan and, when the plan is sold, the order
+      // itself in one statement, before the invoice is asked for.
+      const orderId = newOrderId();
+      const ordering = input.source !== 'bot' && nowPayments;
+      const { channel, plan, ordered } = ordering
+        ? await findChannelWithPlanOrdering(deps.pool, { orderId, buyerTelegramId: input.buyerTelegramId, openChannelId: input.openChannelId, planId: input.planId, source: input.source })
+        : { ...(await findChannelWithPlan(deps.pool, input.openChannelId, input.planId)), ordered: false };
       if (!channel) throw new NotFoundError(`open_channel_id: no channel ${input.openChannelId} is sold here`);
       if (!plan) throw InvalidInputError.field('plan_id', `"${input.planId}" is not a plan of channel ${channel.openChannelId}`);
       if (!plan.active) throw InvalidInputError.field('plan_id', `"${input.planId}" is no longer sold; choose an active plan of channel ${channel.openChannelId}`);
 
-      const nowPayments = deps.nowPayments;
       // Refused rather than an order that can never be paid.
       if (!nowPayments) throw new NotConfiguredError('payments provider not configured: set NOWPAYMENTS_API_KEY (or run in the sandbox) and restart');
 
       let placed: CreatedOrder | ProviderUnavailableError;
-      if (input.source === 'bot') {
+      if (input.source !== 'bot') {
+        // Written above: its plan is sold (checked), and that statement wrote it if so.
+        if (!ordered) throw new Error(`order ${orderId} was not written although plan ${plan.planId} is sold`);
+        placed = await invoiceOrder(deps.pool, nowPayments, input, orderId, channel, plan);
+      } else {
         placed = await inTransaction(deps.pool, async (client) => {
           await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [OPEN_ORDER_LOCK, `${input.buyerTelegramId}:${channel.openChannelId}:${plan.planId}`]);
           const open = await findOpenOrder(client, {
@@ -174,8 +195,6 @@ export function createOrderService(deps: OrderServiceDeps): OrderService {
           if (open) return { orderId: open.orderId, invoiceUrl: open.invoiceUrl!, statusUrl: urlsOf(open.orderId, input.lang).statusUrl, priceUsd: open.priceUsd, reused: true };
           return placeOrder(client, nowPayments, input, channel, plan);
         });
-      } else {
-        placed = await placeOrder(deps.pool, nowPayments, input, channel, plan);
       }
       if (placed instanceof ProviderUnavailableError) throw placed;
       return placed;

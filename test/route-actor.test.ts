@@ -4,7 +4,7 @@ import { createChannel } from '../src/channels/channel-admin.service.js';
 import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts, Route } from '../src/machines/payment.events.js';
 import { findChannel } from '../src/channels/channels.repo.js';
-import { findOrder, findOrderWithChannel, insertOrder } from '../src/orders/orders.repo.js';
+import { findOrder, findOrderWithChannelClaiming, insertOrder, releaseOrderClaim } from '../src/orders/orders.repo.js';
 import { createEngine } from '../src/persistence/apply-event.js';
 import { paymentRow, startTestEngine, type TestEngine } from './support/engine.js';
 import { recordingPool } from './support/statements.js';
@@ -224,22 +224,31 @@ describe('route actor: repeat deposits', () => {
 });
 
 describe('route actor: round trips', () => {
-  it('the joined read answers what the order and channel reads answer', async () => {
+  it('the joined read answers what the order and channel reads answer, and claims as claimOrder does', async () => {
     for (const orderId of [await seedOrder('-1001', 'c1-month', '9.99'), await seedOrder('-1002', 'c2-month', '20')]) {
       const order = await findOrder(t.db.pool, orderId);
-      expect(await findOrderWithChannel(t.db.pool, orderId)).toEqual({ order, channel: await findChannel(t.db.pool, order!.openChannelId) });
+      const channel = await findChannel(t.db.pool, order!.openChannelId);
+      const [first, second] = [newPaymentId(), newPaymentId()];
+      // Free: granted to the first payment (the row as it was before the claim is answered).
+      expect(await findOrderWithChannelClaiming(t.db.pool, orderId, first)).toEqual({ order, channel, claim: { claimed: true, took: true } });
+      // Held: refused to another payment, naming the holder; granted again to the holder, which took nothing new.
+      expect((await findOrderWithChannelClaiming(t.db.pool, orderId, second)).claim).toEqual({ claimed: false, grantedPaymentId: first, took: false });
+      expect((await findOrderWithChannelClaiming(t.db.pool, orderId, first)).claim).toEqual({ claimed: true, took: false });
+      // Taken back (a refused route), the order is free again.
+      await releaseOrderClaim(t.db.pool, orderId, first);
+      expect(await grantedTo(orderId)).toBeNull();
     }
-    expect(await findOrderWithChannel(t.db.pool, 'ord_never_made')).toEqual({ order: null, channel: null });
+    expect(await findOrderWithChannelClaiming(t.db.pool, 'ord_never_made', newPaymentId())).toEqual({ order: null, channel: null, claim: null });
   });
 
-  it('routing inline reads the order and its channel with one statement, then claims the order', async () => {
+  it('routing inline reads the order and its channel and claims the order with one statement', async () => {
     const orderId = await seedOrder('-1001', 'c1-month', '9.99');
     const paymentId = newPaymentId();
     const { pool, sent } = recordingPool(t.db.pool);
     const engine = createEngine({ pool, inline: { route: routeInline } });
     expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paid({ orderId, priceAmount: '9.99' }) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', state: 'routed' });
     // What routing sent inside the transition (the engine's own statements aside): no unnamed read.
-    expect(sent.filter((s) => /^(order|channel|plan)-/.test(s) || s === 'SELECT')).toEqual(['order-with-channel', 'order-claim']);
+    expect(sent.filter((s) => /^(order|channel|plan)-/.test(s) || s === 'SELECT')).toEqual(['order-with-channel+claim']);
     expect(await grantedTo(orderId)).toBe(paymentId);
   });
 
@@ -251,13 +260,27 @@ describe('route actor: round trips', () => {
     await t.engine.applyEvent(second, { type: 'np.waiting', facts: paid({ orderId, priceAmount: '9.99' }) }, { source: 'ipn' });
     const { pool, sent } = recordingPool(t.db.pool);
     expect(await performRoute(pool, second)).toEqual({ type: 'route.rejected', reason: `repeat deposit: order ${orderId} was already granted by payment ${first}` });
-    // The order read names its holder already: no claim is tried.
-    expect(sent).toEqual(['route-read-view', 'order-with-channel']);
+    // The claim in the read fails and the read names the holder: nothing more is asked.
+    expect(sent).toEqual(['route-read-view', 'order-with-channel+claim']);
+    expect(await grantedTo(orderId)).toBe(first);
 
     const unknown = newPaymentId();
     await t.engine.applyEvent(unknown, { type: 'np.waiting', facts: paid({ orderId: 'ord_never_made', priceAmount: '9.99' }) }, { source: 'ipn' });
     sent.length = 0;
     expect(await performRoute(pool, unknown)).toMatchObject({ type: 'route.rejected', reason: expect.stringMatching(/^unknown order "ord_never_made"/) });
-    expect(sent).toEqual(['route-read-view', 'order-with-channel']);
+    expect(sent).toEqual(['route-read-view', 'order-with-channel+claim']);
+  });
+
+  it('a payment refused after the read (a price below the plan) releases the claim the read made, in the same transaction', async () => {
+    const orderId = await seedOrder('-1001', 'c1-month', '9.99');
+    const { pool, sent } = recordingPool(t.db.pool);
+    const engine = createEngine({ pool, inline: { route: routeInline } });
+    expect(await engine.applyEvent(newPaymentId(), { type: 'np.finished', facts: paid({ orderId, priceAmount: '9.98' }) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', state: 'needs_review' });
+    expect(sent.filter((s) => /^order-/.test(s))).toEqual(['order-with-channel+claim', 'order-release-claim']);
+    expect(await grantedTo(orderId)).toBeNull();
+    // The order stays free for a payment of the right amount.
+    const paymentId = newPaymentId();
+    expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paid({ orderId, priceAmount: '9.99' }) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', state: 'routed' });
+    expect(await grantedTo(orderId)).toBe(paymentId);
   });
 });

@@ -32,12 +32,17 @@ const INSERT = {
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
 };
 const FIND = { name: 'order-find', text: `SELECT ${COLUMNS} FROM orders WHERE order_id = $1` };
-const FIND_WITH_CHANNEL = {
-  name: 'order-with-channel',
-  text: `SELECT ${columns('o.')}, ${channelColumns('c.', 'channel.')}
+const FIND_WITH_CHANNEL_CLAIMING = {
+  name: 'order-with-channel+claim',
+  text: `WITH claim AS (
+           UPDATE orders SET granted_payment_id = $2
+            WHERE order_id = $1 AND (granted_payment_id IS NULL OR granted_payment_id = $2)
+           RETURNING 1)
+         SELECT ${columns('o.')}, ${channelColumns('c.', 'channel.')}, EXISTS (SELECT 1 FROM claim) AS "claimed"
            FROM orders o LEFT JOIN channels c ON c.open_channel_id = o.open_channel_id
           WHERE o.order_id = $1`,
 };
+const RELEASE_CLAIM = { name: 'order-release-claim', text: 'UPDATE orders SET granted_payment_id = NULL WHERE order_id = $1 AND granted_payment_id = $2' };
 const SET_INVOICE = { name: 'order-set-invoice', text: 'UPDATE orders SET invoice_id = $2, invoice_url = $3 WHERE order_id = $1' };
 const CLAIM = {
   name: 'order-claim',
@@ -67,16 +72,6 @@ export async function findOrder(db: Queryable, orderId: string): Promise<OrderRo
   return rows[0] ?? null;
 }
 
-/**
- * The order and its channel in one round trip (routing needs both): order null when there is no such
- * order, channel null when the order's channel row is gone.
- */
-export async function findOrderWithChannel(db: Queryable, orderId: string): Promise<{ order: OrderRow | null; channel: ChannelRow | null }> {
-  const { rows } = await db.query<Record<string, unknown>>({ ...FIND_WITH_CHANNEL, values: [orderId] });
-  if (!rows[0]) return { order: null, channel: null };
-  const [order, channel] = splitJoined<OrderRow, ChannelRow>(rows[0], 'channel.', 'openChannelId');
-  return { order, channel };
-}
 
 /**
  * The buyer's order for this plan whose invoice is still open: it has an invoice, was made within the
@@ -114,6 +109,36 @@ export type ClaimResult = { claimed: true } | { claimed: false; grantedPaymentId
 export async function claimOrder(db: Queryable, orderId: string, paymentId: string): Promise<ClaimResult> {
   const claimed = await db.query({ ...CLAIM, values: [orderId, paymentId] });
   if (claimed.rowCount === 1) return { claimed: true };
+  return heldBy(db, orderId);
+}
+
+/**
+ * findOrderWithChannel, claiming the order for the payment in the same statement (claimOrder's rule):
+ * for routing, which decides with the order and its channel whether to keep the claim. `order` is as it
+ * was before the claim. `took`: this statement granted the order (it was free), so a refusal must
+ * release it (releaseOrderClaim, in the same transaction).
+ */
+export async function findOrderWithChannelClaiming(
+  db: Queryable,
+  orderId: string,
+  paymentId: string,
+): Promise<{ order: OrderRow | null; channel: ChannelRow | null; claim: (ClaimResult & { took: boolean }) | null }> {
+  const { rows } = await db.query<Record<string, unknown>>({ ...FIND_WITH_CHANNEL_CLAIMING, values: [orderId, paymentId] });
+  if (!rows[0]) return { order: null, channel: null, claim: null };
+  const { claimed, ...row } = rows[0];
+  const [order, channel] = splitJoined<OrderRow, ChannelRow>(row, 'channel.', 'openChannelId');
+  if (claimed === true) return { order, channel, claim: { claimed: true, took: order.grantedPaymentId !== paymentId } };
+  // The read names the holder (a repeat deposit); only a claim committed while this statement ran needs a read.
+  if (order.grantedPaymentId && order.grantedPaymentId !== paymentId) return { order, channel, claim: { claimed: false, grantedPaymentId: order.grantedPaymentId, took: false } };
+  return { order, channel, claim: { ...(await heldBy(db, orderId)), took: false } };
+}
+
+/** Takes back a claim this transaction just made (findOrderWithChannelClaiming's `took`). */
+export async function releaseOrderClaim(db: Queryable, orderId: string, paymentId: string): Promise<void> {
+  await db.query({ ...RELEASE_CLAIM, values: [orderId, paymentId] });
+}
+
+async function heldBy(db: Queryable, orderId: string): Promise<ClaimResult> {
   const holder = await findOrder(db, orderId);
   if (!holder?.grantedPaymentId) throw new Error(`order ${orderId} could not be claimed and has no holder`);
   return { claimed: false, grantedPaymentId: holder.grantedPaymentId };

@@ -7,7 +7,7 @@ import type { PaymentSnapshot } from '../../machines/payment.step.js';
 import type { InlineEffect, TransitionScope } from '../../persistence/apply-event.js';
 import type { Queryable } from '../../persistence/transaction.js';
 import { isLegacyOrderId, legacyOrderKey, parseLegacyOrderId } from '../../orders/legacy-order-id.js';
-import { claimOrder, findOrder, findOrderWithChannel, insertOrderIfAbsent, type OrderRow } from '../../orders/orders.repo.js';
+import { claimOrder, findOrder, findOrderWithChannelClaiming, insertOrderIfAbsent, releaseOrderClaim, type ClaimResult, type OrderRow } from '../../orders/orders.repo.js';
 import type { EffectActor } from '../effect-actor.js';
 
 // Effect "route": decides who gets access to which channel and how the owner is paid, and grants the
@@ -22,9 +22,11 @@ import type { EffectActor } from '../effect-actor.js';
 // which its sender retries (an IPN is stored first and re-applied; an operator sees the error).
 //
 // Re-running it for the same payment gives the same answer: the legacy order is insert-if-absent, and
-// the claim succeeds again for the payment that already holds the order. Checks come before the claim,
-// so a rejected payment never holds an order. A retry by an operator (after adding the missing channel
-// or plan) routes with the configuration as it is then.
+// the claim succeeds again for the payment that already holds the order. A rejected payment never
+// holds an order: an order named by the payment is claimed by the statement that reads it (one round
+// trip), and a check that refuses the payment takes that claim back in the same transaction, before
+// anyone can see it; a legacy order is claimed after the checks. A retry by an operator (after adding
+// the missing channel or plan) routes with the configuration as it is then.
 
 interface PaymentFacts {
   paymentId: string;
@@ -33,6 +35,9 @@ interface PaymentFacts {
 }
 
 type Resolved = { order: OrderRow; channel: ChannelRow } | Rejection;
+
+/** The order claimed while it was read (an order named by the payment), or null: claimed after the checks (a legacy order). */
+type EarlyClaim = (ClaimResult & { took: boolean; orderId: string }) | null;
 
 const reject = (reason: string): PaymentEvent => ({ type: 'route.rejected', reason });
 
@@ -64,12 +69,14 @@ async function resolveLegacy(db: Queryable, payment: PaymentFacts, legacyId: str
   return { order: await insertOrderIfAbsent(db, decision.insert), channel: decision.channel };
 }
 
-async function resolve(db: Queryable, payment: PaymentFacts): Promise<Resolved> {
+async function resolve(db: Queryable, payment: PaymentFacts): Promise<{ resolved: Resolved; claim: EarlyClaim }> {
   const orderId = await orderIdOf(db, payment);
-  if (orderId && isLegacyOrderId(orderId)) return resolveLegacy(db, payment, orderId);
-  // The order and its channel in one statement: a round trip less inside the confirming transaction.
-  const { order, channel } = orderId ? await findOrderWithChannel(db, orderId) : { order: null, channel: null };
-  return matchOrder({ orderId, order, channel });
+  if (orderId && isLegacyOrderId(orderId)) return { resolved: await resolveLegacy(db, payment, orderId), claim: null };
+  if (!orderId) return { resolved: matchOrder<OrderRow, ChannelRow>({ orderId, order: null, channel: null }), claim: null };
+  // The order, its channel and the claim in one statement: two round trips less inside the confirming
+  // transaction. The claim is kept only if every check below passes (else released in this transaction).
+  const { order, channel, claim } = await findOrderWithChannelClaiming(db, orderId, payment.paymentId);
+  return { resolved: matchOrder({ orderId, order, channel }), claim: claim && { ...claim, orderId } };
 }
 
 /** Routes the payment as it is stored (a route job queued before routing ran inline, and tests). */
@@ -89,16 +96,21 @@ export const routeInline: InlineEffect = {
 };
 
 async function decide(db: Queryable, payment: PaymentFacts, reads?: TransitionScope['reads']): Promise<PaymentEvent> {
-  const resolved = await resolve(db, payment);
-  if ('reject' in resolved) return reject(resolved.reject);
+  const { resolved, claim: early } = await resolve(db, payment);
+  // A rejected payment never holds an order: a claim made with the read is taken back.
+  const refuse = async (reason: string) => {
+    if (early?.took) await releaseOrderClaim(db, early.orderId, payment.paymentId);
+    return reject(reason);
+  };
+  if ('reject' in resolved) return refuse(resolved.reject);
   const { order, channel } = resolved;
   // The owner's credit, decided next in the same transition, needs the same channel row.
   if (reads) rememberChannel(reads, channel);
 
   const decision = decideRoute({ paymentId: payment.paymentId, order, channel, money: payment.np });
-  if ('reject' in decision) return reject(decision.reject);
+  if ('reject' in decision) return refuse(decision.reject);
 
-  const claim = await claimOrder(db, order.orderId, payment.paymentId);
+  const claim = early ?? (await claimOrder(db, order.orderId, payment.paymentId));
   if (!claim.claimed) return reject(reasons.repeatDeposit(order.orderId, claim.grantedPaymentId));
   return { type: 'route.done', route: decision.route };
 }

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { batchQueues, claimIfWorth } from '../src/actors/payouts/batches.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { batchQueues, claimAndSchedule } from '../src/actors/payouts/batches.js';
 import { createChannel } from '../src/channels/channel-admin.service.js';
 import { createChannelSchema } from '../src/channels/channel.schema.js';
 import type { NpFacts } from '../src/machines/payment.events.js';
@@ -104,10 +104,10 @@ describe('routing inside the confirming transaction', () => {
     expect(sent.filter((s) => s === 'COMMIT')).toHaveLength(1);
     expect(sent.filter((s) => /SAVEPOINT|ROLLBACK/i.test(s))).toEqual([]);
     expect(await ledgerOf(paymentId)).toHaveLength(2);
-    // The invite's job rides in the statement that writes the payment and its journal. The threshold is
-    // checked after the commit, with no lock: no payment of the channel waits on this transaction.
-    expect(sent.slice(-3)).toEqual(['payment-insert-if-absent+jobs', 'COMMIT', 'batch-threshold-reached']);
-    expect(sent.filter((s) => /batch-claim-lock/.test(s))).toEqual([]);
+    // The invite's job rides in the statement that writes the payment and its journal. The channel's
+    // claim lock is taken last, right before the commit, and without waiting (free here: the check runs
+    // in the transaction; nothing runs after the commit).
+    expect(sent.slice(-3)).toEqual(['payment-insert-if-absent+jobs', 'batch-claim-try', 'COMMIT']);
     // The credit reuses the channel row routing read in the same transaction.
     expect(sent.filter((s) => s === 'channel-find')).toEqual([]);
     expect(sent.filter((s) => s.startsWith('order-'))).toEqual(['order-with-channel+claim']);
@@ -140,9 +140,9 @@ describe('routing inside the confirming transaction', () => {
   });
 
   it('12 payments of one threshold channel confirmed at once: every credit is claimed at once into a batch worth the threshold, none twice, none left to the sweep', async () => {
-    // 9 USD per payment for the owner, threshold 27: a batch is exactly three credits. Each payment
-    // checks the threshold after its commit, so whichever credit of a crossing pair commits last sees
-    // both; claims take turns on the channel's lock. Nothing is left to the periodic sweep (none runs).
+    // 9 USD per payment for the owner, threshold 27. Claims take turns on the channel's lock and the
+    // check that takes it last sees every committed credit (a payment that finds it busy checks after
+    // its commit), so nothing is left to the periodic sweep (none runs).
     const channel = await seedChannel('threshold', '27');
     const orders = await Promise.all(Array.from({ length: 12 }, () => orderIn(channel)));
     const results = await Promise.all(orders.map((orderId) => t.engine.applyEvent(newPaymentId(), { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })));
@@ -163,30 +163,83 @@ describe('routing inside the confirming transaction', () => {
     expect(jobs).toHaveLength(batches.length);
   });
 
-  it('the threshold check after the commit fails: the payment stays credited and routed, the failure is reported, and a later check claims', async () => {
-    const channel = await seedChannel('threshold', '9');
-    const orderId = await orderIn(channel);
+  /**
+   * Another payment of the channel holds its claim lock (applied in a caller's transaction that stays
+   * open, so its check waited for the lock in that transaction and holds it): a payment applied now
+   * finds the lock busy, commits, and checks after its commit, waiting there for the holder.
+   */
+  async function withClaimLockHeld(channel: string, run: (waitForWaiter: () => Promise<void>, release: () => Promise<void>) => Promise<void>) {
+    const holder = await t.db.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      expect(await t.engine.applyEvent(newPaymentId(), { type: 'np.finished', facts: paidWithOutcome(await orderIn(channel)) }, { source: 'ipn', tx: holder })).toMatchObject({ state: 'accumulated' });
+      const waitForWaiter = () =>
+        vi.waitFor(async () => {
+          const { rows } = await t.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%batch_claim_ready%'`);
+          expect(rows).toHaveLength(1);
+        }, { timeout: 10_000, interval: 20 });
+      await run(waitForWaiter, async () => void (await holder.query('COMMIT')));
+    } finally {
+      await holder.query('ROLLBACK').catch(() => {});
+      holder.release();
+    }
+  }
+
+  it('the claim lock busy at the end of the transaction: the check moves after the commit, waits there, and claims both credits at once', async () => {
+    // Two credits of 9 USD make the threshold; the holder's check saw only its own.
+    const channel = await seedChannel('threshold', '18');
     const paymentId = newPaymentId();
-    // The pool refuses the post-commit check only (a connection lost at that moment, say).
+    const { pool: recording, sent } = recordingPool(t.db.pool);
+    const engine = createEngine({ pool: recording, inline: inlineEffects({ boss: t.boss }) });
+    await withClaimLockHeld(channel, async (waitForWaiter, release) => {
+      const applied = engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(await orderIn(channel)) }, { source: 'ipn' });
+      await waitForWaiter();
+      // Committed already: the payment is routed and credited while its check waits.
+      expect(await paymentRow(t.db, paymentId)).toMatchObject({ state: 'accumulated' });
+      await release();
+      expect(await applied).toMatchObject({ outcome: 'applied', state: 'accumulated' });
+    });
+    // In the transaction: the credit, the payment, the lock tried (busy), the commit; after it, in a
+    // transaction of its own: the lock waited for, the check, the claim and the batch's job.
+    const tried = sent.indexOf('batch-claim-try');
+    expect(sent.slice(tried, tried + 5)).toEqual(['batch-claim-try', 'COMMIT', 'BEGIN', 'batch-claim-lock-and-check', expect.stringMatching(/^WITH open AS/)]);
+    expect(sent.at(-1)).toBe('COMMIT');
+    const { rows: batches } = await t.db.pool.query<{ entry_count: number }>('SELECT entry_count FROM payout_batches WHERE open_channel_id = $1', [channel]);
+    expect(batches).toEqual([{ entry_count: 2 }]);
+  });
+
+  it('the check after the commit fails: the payment stays credited and routed, the failure is reported, and a later check claims', async () => {
+    const channel = await seedChannel('threshold', '18');
+    const paymentId = newPaymentId();
+    // The pool refuses the check after the commit only (a connection lost at that moment, say).
     const failing = new Proxy(t.db.pool, {
       get(target, prop) {
-        if (prop !== 'query') return Reflect.get(target, prop, target) as unknown;
-        return (config: unknown, ...rest: unknown[]) =>
-          (config as { name?: string })?.name === 'batch-threshold-reached'
-            ? Promise.reject(new Error('connection lost'))
-            : (target.query as (...a: unknown[]) => unknown).call(target, config, ...rest);
+        if (prop !== 'connect') return Reflect.get(target, prop, target) as unknown;
+        return async () => {
+          const client = await target.connect();
+          return new Proxy(client, {
+            get: (c, p) =>
+              p !== 'query'
+                ? Reflect.get(c, p, c)
+                : (config: unknown, ...rest: unknown[]) =>
+                    (config as { name?: string })?.name === 'batch-claim-lock-and-check' ? Promise.reject(new Error('connection lost')) : (c.query as (...a: unknown[]) => unknown).call(c, config, ...rest),
+          });
+        };
       },
     });
     const failures: Array<[string, string, string]> = [];
     const engine = createEngine({ pool: failing, inline: inlineEffects({ boss: t.boss }), onAfterCommitFailed: (id, effect, error) => void failures.push([id, effect, (error as Error).message]) });
-    expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orderId) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3, state: 'accumulated' });
+    await withClaimLockHeld(channel, async (_waitForWaiter, release) => {
+      expect(await engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(await orderIn(channel)) }, { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3, state: 'accumulated' });
+      await release();
+    });
     expect(failures).toEqual([[paymentId, 'accumulate', 'connection lost']]);
     expect(await ledgerOf(paymentId)).toEqual([
       { kind: 'payment_credit', payout_id: null },
       { kind: 'platform_fee', payout_id: null },
     ]);
     // What the periodic sweep does for every channel with open credits.
-    expect(await claimIfWorth({ pool: t.db.pool, boss: t.boss }, channel, '9')).toEqual(expect.any(String));
+    expect(await claimAndSchedule({ pool: t.db.pool, boss: t.boss }, channel, '18')).toEqual(expect.any(String));
     expect((await ledgerOf(paymentId))[0]!.payout_id).toMatch(/^batch:/);
   });
 

@@ -108,7 +108,7 @@ export async function claimBatch(
  * Whether the channel's open credits (committed, and the caller's own transaction's) are worth the
  * threshold now: a plain sum over the open-credits index, no lock, no write.
  */
-export async function openCreditsReach(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
+async function openCreditsReach(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
   const { rows } = await db.query<{ enough: boolean }>({
     name: 'batch-threshold-reached',
     text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
@@ -141,6 +141,22 @@ export async function lockAndCheckThreshold(db: Queryable, openChannelId: string
     values: [openChannelId, thresholdUsd],
   });
   return rows[0]?.enough === true;
+}
+
+/**
+ * lockAndCheckThreshold without waiting (batch_claim_try, migrations/018): null when another
+ * transaction holds the channel's claim lock; else the lock is taken (held until this transaction
+ * ends) and the answer is the same. For a check inside a payment's transaction, which must not queue
+ * behind another payment's commit: on null the caller checks after its own commit.
+ */
+export async function tryLockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean | null> {
+  assertThreshold(thresholdUsd);
+  const { rows } = await db.query<{ enough: boolean | null }>({
+    name: 'batch-claim-try',
+    text: 'SELECT batch_claim_try($1::bigint, $2::numeric) AS enough',
+    values: [openChannelId, thresholdUsd],
+  });
+  return rows[0]?.enough ?? null;
 }
 
 function assertThreshold(thresholdUsd: string): void {

@@ -94,11 +94,18 @@ export interface InlineEffect {
 /** What the inline effects of one transition share (InlineEffect.perform). */
 export interface TransitionScope {
   /**
-   * Hands the engine work to run once the transition committed, on the pool, before applyEvent returns:
-   * a check that must see this transaction's writes and every other committed one (the threshold
-   * claim) needs no lock held across the transaction's last round trips, which every other transition
-   * of the same channel would queue behind. Null in a caller's transaction, whose commit the engine does
-   * not see: the effect then does that work in the transaction. Its failure is reported
+   * Hands the engine work to run at the end of the transaction, after the payment, its journal and its
+   * jobs are written, right before the commit: a lock taken there is held for one statement and the
+   * commit, not for the rest of the transition. It fails like the effect itself. In a caller's
+   * transaction (whose end the engine does not see) it runs at once, after `perform`.
+   */
+  last(work: LastWork): void;
+  /**
+   * Hands the engine work to run once the transition committed, on the pool, before applyEvent returns
+   * (it may be handed over from `last` work too): a check that must see this transaction's writes and
+   * every other committed one (the threshold claim, when its lock was busy) runs there without holding
+   * the transaction open. Null in a caller's transaction, whose commit the engine does not see: the
+   * effect then does that work in the transaction. Its failure is reported
    * (EngineDeps.onAfterCommitFailed), never the transition's, which is committed: the work must be one
    * a periodic sweep also does.
    */
@@ -111,6 +118,7 @@ export interface TransitionScope {
   reads: Map<string, unknown>;
 }
 
+export type LastWork = (tx: Queryable) => Promise<void>;
 export type AfterCommitWork = (pool: pg.Pool) => Promise<unknown>;
 
 export interface EngineDeps {
@@ -273,6 +281,8 @@ export function createEngine(deps: EngineDeps): Engine {
     };
     // Work the inline effects left for after the engine's own transaction commits (TransitionScope.afterCommit).
     const after: Written['after'] = [];
+    // Work the inline effects left for the end of the engine's own transaction (TransitionScope.last).
+    const lasts: Array<{ effect: Effect; spec: InlineEffect; work: LastWork }> = [];
     const reads = new Map<string, unknown>();
     while (pending.length > 0) {
       const { effect, entry } = pending.shift()!;
@@ -283,11 +293,21 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       let result: PaymentEvent | null;
       if (ownTransaction) {
-        const scope: TransitionScope = { afterCommit: (work) => void after.push({ effect: effect.effect, work }), reads };
+        const scope: TransitionScope = {
+          last: (work) => void lasts.push({ effect, spec, work }),
+          afterCommit: (work) => void after.push({ effect: effect.effect, work }),
+          reads,
+        };
         result = spec.onError === 'fail' ? await spec.perform(tx, snapshot, scope) : await performOrThrow(effect, () => spec.perform(tx, snapshot, scope));
       } else {
-        // The caller commits: the effect does all its work in the caller's transaction.
-        const perform = () => spec.perform(tx, snapshot, { afterCommit: null, reads });
+        // The caller commits: the effect does all its work in the caller's transaction ("last" work right
+        // after the effect, in the same savepoint).
+        const perform = async () => {
+          const now: LastWork[] = [];
+          const event = await spec.perform(tx, snapshot, { last: (work) => void now.push(work), afterCommit: null, reads });
+          for (const work of now) await work(tx);
+          return event;
+        };
         result = spec.onError === 'fail' ? await perform() : await performOrQueue(tx, paymentId, effect, perform);
       }
       if (result === null) {
@@ -337,6 +357,10 @@ export function createEngine(deps: EngineDeps): Engine {
       if (row.journal_rows === 0) return null;
       alongsideId = row.alongside_id;
     } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
+    for (const { effect, spec, work } of lasts) {
+      if (spec.onError === 'fail') await work(tx);
+      else await performOrThrow(effect, () => work(tx));
+    }
     return { version, state: summary.state, snapshot, effects: jobs, alongside: alongsideId, after };
   }
 

@@ -6,7 +6,7 @@ import { creditShare, readPayoutFacts, shareOfFacts, type PayoutFacts } from '..
 import type { InlineEffect, TransitionScope } from '../../persistence/apply-event.js';
 import { inTransaction, type Queryable } from '../../persistence/transaction.js';
 import type { EffectActor } from '../effect-actor.js';
-import { claimAndScheduleIn, claimIfWorth } from './batches.js';
+import { claimAndSchedule, claimAndScheduleIn, tryClaimAndScheduleIn } from './batches.js';
 
 // Effect "accumulate" (threshold payouts): book the payment's share in the channel's ledger (once per
 // payment, whatever the retries), with its USD value locked at NowPayments' rate, then try to claim a
@@ -19,24 +19,29 @@ import { claimAndScheduleIn, claimIfWorth } from './batches.js';
 // payout are independent regions): the engine takes its writes back and queues it as a job instead
 // (onError 'queue'; see InlineEffect), which retries and, when its retries run out, parks the payout only.
 //
-// When is the batch claimed? Inline (the engine's own transaction), right after the commit
-// (TransitionScope.afterCommit, claimIfWorth): the channel's open credits are summed with no lock, and
-// claimed in a transaction of their own when they reach the threshold. Two payments crossing it together
-// are claimed at once all the same: the check of whichever commits last sees both credits. Checking
-// inside the transaction instead needs the channel's claim lock held to its commit (else two checks
-// would each miss the other's uncommitted credit), and every payment of a busy channel then queued
-// behind the one before it for a round trip and a commit (all payments on one channel, closed loop:
-// 49 payments/s with that lock, 69 without it, and a third less Postgres CPU per payment). A crash between the commit and the check leaves the claim to the periodic sweep. In a
-// caller's transaction (and as a job) the claim is made in the transaction, under that lock
-// (claimAndScheduleIn), as the engine cannot run anything after a commit it does not see.
-async function accumulate(tx: Queryable, deps: { boss: PgBoss }, paymentId: string, facts: PayoutFacts, { afterCommit, reads }: TransitionScope): Promise<PaymentEvent> {
+// When is the batch claimed? Claims of a channel take turns on its claim lock, and the check that takes
+// it last sees every credit committed before it and its own, so credits crossing the threshold together
+// are claimed at once. Inline (the engine's own transaction) the check runs last, right before the
+// commit (TransitionScope.last), and does not wait for the lock (tryClaimAndScheduleIn): held by
+// another payment of the channel, the check moves to after this commit (TransitionScope.afterCommit,
+// claimAndSchedule), where it waits holding nothing else. Waiting inside the transaction instead held
+// each payment's transaction open behind the one before it, and every payment of a busy channel
+// queued for a round trip and a commit (all payments on one channel, closed loop: 49 payments/s with
+// that wait, 69 with no check at all). A crash between the commit and a moved check leaves the claim
+// to the periodic sweep. In a caller's transaction (and as a job) the check waits for the lock in the
+// transaction (claimAndScheduleIn): the engine cannot run anything after a commit it does not see.
+async function accumulate(tx: Queryable, deps: { boss: PgBoss }, paymentId: string, facts: PayoutFacts, { last, afterCommit, reads }: TransitionScope): Promise<PaymentEvent> {
   const share = await shareOfFacts(tx, paymentId, facts, reads);
   if ('problem' in share) return { type: 'payout.failed', reason: share.problem };
   const { channel, split } = share;
   const { entries } = await creditShare(tx, paymentId, channel, split, null);
   const threshold = channel.thresholdUsd;
-  if (threshold && afterCommit) afterCommit((pool) => claimIfWorth({ pool, boss: deps.boss }, channel.openChannelId, threshold));
-  else if (threshold) await claimAndScheduleIn(deps.boss, tx, channel.openChannelId, threshold);
+  if (threshold && afterCommit) {
+    last(async (db) => {
+      const claimed = await tryClaimAndScheduleIn(deps.boss, db, channel.openChannelId, threshold);
+      if (claimed === 'busy') afterCommit((pool) => claimAndSchedule({ pool, boss: deps.boss }, channel.openChannelId, threshold));
+    });
+  } else if (threshold) await claimAndScheduleIn(deps.boss, tx, channel.openChannelId, threshold);
   return { type: 'accumulate.done', ledgerEntryId: entries[0]!.entryId };
 }
 
@@ -53,6 +58,8 @@ export function createAccumulateActor(deps: { pool: pg.Pool; boss: PgBoss }): Ef
   return {
     effect: 'accumulate',
     perform: (job) =>
-      inTransaction(deps.pool, async (tx) => accumulate(tx, deps, job.paymentId, await readPayoutFacts(tx, job.paymentId), { afterCommit: null, reads: new Map() })),
+      inTransaction(deps.pool, async (tx) =>
+        accumulate(tx, deps, job.paymentId, await readPayoutFacts(tx, job.paymentId), { last: () => {}, afterCommit: null, reads: new Map() }),
+      ),
   };
 }

@@ -17,7 +17,7 @@ import {
   claimBatch,
   findBatch,
   lockAndCheckThreshold,
-  openCreditsReach,
+  tryLockAndCheckThreshold,
   paymentsOfBatch,
   resumeBatch,
   setBatchStatus,
@@ -84,15 +84,19 @@ export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChanne
 }
 
 /**
- * After a credit committed (src/actors/payouts/accumulate.actor.ts): claims the channel's open credits
- * if they are now worth its threshold. The check takes no lock and needs none: it runs after this
- * payment's commit, so the check of whichever credit of the channel committed last sees every credit,
- * and two checks that both see enough claim one batch (claimAndSchedule takes turns on the channel's
- * lock, and the second finds the credits taken). Nobody waits on a lock held across a round trip.
+ * At the end of a payment's transaction that credited the channel (src/actors/payouts/accumulate.actor.ts):
+ * claims the channel's open credits if they are worth its threshold, under the channel's claim lock, but
+ * without waiting for it. 'busy' when another transaction holds it: nothing was checked, and the caller
+ * checks after its commit (claimAndSchedule, which waits for the lock there).
  */
-export async function claimIfWorth(deps: { pool: pg.Pool; boss: PgBoss }, openChannelId: string, thresholdUsd: string): Promise<string | null> {
-  if (!(await openCreditsReach(deps.pool, openChannelId, thresholdUsd))) return null;
-  return claimAndSchedule(deps, openChannelId, thresholdUsd);
+export async function tryClaimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null | 'busy'> {
+  const ready = await tryLockAndCheckThreshold(tx, openChannelId, thresholdUsd);
+  if (ready === null) return 'busy';
+  if (!ready) return null;
+  const batch = await claimBatch(tx, { openChannelId, thresholdUsd, batchId: randomUUID(), fresh: true, checked: true });
+  if (!batch) return null;
+  await enqueueBatch(boss, tx, batch.batchId, 0);
+  return batch.batchId;
 }
 
 /** The same in a transaction of its own (the sweep). */

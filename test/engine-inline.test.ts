@@ -199,10 +199,11 @@ describe('routing inside the confirming transaction', () => {
       await release();
       expect(await applied).toMatchObject({ outcome: 'applied', state: 'accumulated' });
     });
-    // In the transaction: the credit, the payment, the lock tried (busy), the commit; after it, in a
-    // transaction of its own: the lock waited for, the check, the claim and the batch's job.
+    // In the transaction: the credit, the payment, the lock tried (busy), the commit. After it: the lock
+    // waited for and the check, one statement; enough, so the claim and the batch's job in a transaction
+    // of their own, under the lock again.
     const tried = sent.indexOf('batch-claim-try');
-    expect(sent.slice(tried, tried + 5)).toEqual(['batch-claim-try', 'COMMIT', 'BEGIN', 'batch-claim-lock-and-check', expect.stringMatching(/^WITH open AS/)]);
+    expect(sent.slice(tried, tried + 6)).toEqual(['batch-claim-try', 'COMMIT', 'batch-claim-lock-and-check', 'BEGIN', 'batch-claim-lock-and-check', expect.stringMatching(/^WITH open AS/)]);
     expect(sent.at(-1)).toBe('COMMIT');
     const { rows: batches } = await t.db.pool.query<{ entry_count: number }>('SELECT entry_count FROM payout_batches WHERE open_channel_id = $1', [channel]);
     expect(batches).toEqual([{ entry_count: 2 }]);
@@ -212,18 +213,15 @@ describe('routing inside the confirming transaction', () => {
     const channel = await seedChannel('threshold', '18');
     const paymentId = newPaymentId();
     // The pool refuses the check after the commit only (a connection lost at that moment, say).
+    const refusing = (target: { query: unknown }) => (config: unknown, ...rest: unknown[]) =>
+      (config as { name?: string })?.name === 'batch-claim-lock-and-check' ? Promise.reject(new Error('connection lost')) : (target.query as (...a: unknown[]) => unknown).call(target, config, ...rest);
     const failing = new Proxy(t.db.pool, {
       get(target, prop) {
+        if (prop === 'query') return refusing(target);
         if (prop !== 'connect') return Reflect.get(target, prop, target) as unknown;
         return async () => {
           const client = await target.connect();
-          return new Proxy(client, {
-            get: (c, p) =>
-              p !== 'query'
-                ? Reflect.get(c, p, c)
-                : (config: unknown, ...rest: unknown[]) =>
-                    (config as { name?: string })?.name === 'batch-claim-lock-and-check' ? Promise.reject(new Error('connection lost')) : (c.query as (...a: unknown[]) => unknown).call(c, config, ...rest),
-          });
+          return new Proxy(client, { get: (c, p) => (p === 'query' ? refusing(c) : Reflect.get(c, p, c)) });
         };
       },
     });

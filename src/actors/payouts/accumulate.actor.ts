@@ -6,7 +6,7 @@ import { creditShare, readPayoutFacts, shareOfFacts, type PayoutFacts } from '..
 import type { InlineEffect, TransitionScope } from '../../persistence/apply-event.js';
 import { inTransaction, type Queryable } from '../../persistence/transaction.js';
 import type { EffectActor } from '../effect-actor.js';
-import { claimAndSchedule, claimAndScheduleIn, tryClaimAndScheduleIn } from './batches.js';
+import { claimAndScheduleIn, claimWhenReady, tryClaimAndScheduleIn } from './batches.js';
 
 // Effect "accumulate" (threshold payouts): book the payment's share in the channel's ledger (once per
 // payment, whatever the retries), with its USD value locked at NowPayments' rate, then try to claim a
@@ -24,7 +24,7 @@ import { claimAndSchedule, claimAndScheduleIn, tryClaimAndScheduleIn } from './b
 // are claimed at once. Inline (the engine's own transaction) the check runs last, right before the
 // commit (TransitionScope.last), and does not wait for the lock (tryClaimAndScheduleIn): held by
 // another payment of the channel, the check moves to after this commit (TransitionScope.afterCommit,
-// claimAndSchedule), where it waits holding nothing else. Waiting inside the transaction instead held
+// claimWhenReady), where it waits holding nothing else. Waiting inside the transaction instead held
 // each payment's transaction open behind the one before it, and every payment of a busy channel
 // queued for a round trip and a commit (all payments on one channel, closed loop: 49 payments/s with
 // that wait, 69 with no check at all). A crash between the commit and a moved check leaves the claim
@@ -39,7 +39,7 @@ async function accumulate(tx: Queryable, deps: { boss: PgBoss }, paymentId: stri
   if (threshold && afterCommit) {
     last(async (db) => {
       const claimed = await tryClaimAndScheduleIn(deps.boss, db, channel.openChannelId, threshold);
-      if (claimed === 'busy') afterCommit((pool) => claimAndSchedule({ pool, boss: deps.boss }, channel.openChannelId, threshold));
+      if (claimed === 'busy') afterCommit((pool) => claimWhenReady({ pool, boss: deps.boss }, channel.openChannelId, threshold));
     });
   } else if (threshold) await claimAndScheduleIn(deps.boss, tx, channel.openChannelId, threshold);
   return { type: 'accumulate.done', ledgerEntryId: entries[0]!.entryId };

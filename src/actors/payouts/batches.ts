@@ -99,6 +99,16 @@ export async function tryClaimAndScheduleIn(boss: PgBoss, tx: Queryable, openCha
   return batch.batchId;
 }
 
+/**
+ * After a commit whose check found the channel's claim lock busy (tryClaimAndScheduleIn): waits for the
+ * lock in one statement of its own, which releases it at once (nothing is held across a round trip),
+ * and sums the open credits then, seeing the holder's credit; claims (claimAndSchedule) only if enough.
+ */
+export async function claimWhenReady(deps: { pool: pg.Pool; boss: PgBoss }, openChannelId: string, thresholdUsd: string): Promise<string | null> {
+  if (!(await lockAndCheckThreshold(deps.pool, openChannelId, thresholdUsd))) return null;
+  return claimAndSchedule(deps, openChannelId, thresholdUsd);
+}
+
 /** The same in a transaction of its own (the sweep). */
 export async function claimAndSchedule(deps: { pool: pg.Pool; boss: PgBoss }, openChannelId: string, thresholdUsd: string): Promise<string | null> {
   return inTransaction(deps.pool, (tx) => claimAndScheduleIn(deps.boss, tx, openChannelId, thresholdUsd));

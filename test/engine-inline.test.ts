@@ -175,7 +175,7 @@ describe('routing inside the confirming transaction', () => {
       expect(await t.engine.applyEvent(newPaymentId(), { type: 'np.finished', facts: paidWithOutcome(await orderIn(channel)) }, { source: 'ipn', tx: holder })).toMatchObject({ state: 'accumulated' });
       const waitForWaiter = () =>
         vi.waitFor(async () => {
-          const { rows } = await t.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%batch_claim_ready%'`);
+          const { rows } = await t.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%batch_claim_check%'`);
           expect(rows).toHaveLength(1);
         }, { timeout: 10_000, interval: 20 });
       await run(waitForWaiter, async () => void (await holder.query('COMMIT')));

@@ -7,13 +7,11 @@ import { balances, creditPayment, entriesOfPayment, ledgerOf, openBalance, recor
 import { batchPayoutId, claimBatch, findBatch } from '../src/payouts/payout-batches.repo.js';
 import { inTransaction } from '../src/persistence/transaction.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { bigIds } from './support/big-ids.js';
 import { recordingPool } from './support/statements.js';
 
 let db: TestDatabase;
-let seq = 0;
-// Ids beyond 2^53, so a float anywhere on the way would change them.
-const nextId = () => `-100${9_007_199_254_740 + ++seq}`;
-const paymentId = () => `${9_007_199_254_740_993n + BigInt(++seq)}`;
+const { nextId, paymentId } = bigIds();
 
 beforeAll(async () => {
   db = await createTestDatabase();

@@ -7,16 +7,15 @@ import { claimBatch, findBatch, lockAndCheckThreshold } from '../src/payouts/pay
 import type { Queryable } from '../src/persistence/transaction.js';
 import { inTransaction } from '../src/persistence/transaction.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { bigIds } from './support/big-ids.js';
 import { recordingPool } from './support/statements.js';
 
-// The threshold claim check (lockAndCheckThreshold → batch_claim_ready, migrations/017): the channel's
+// The threshold claim check (lockAndCheckThreshold → batch_claim_check, migrations/017): the channel's
 // claim lock and the sum of its open credits in one statement, the sum read with a snapshot taken after
 // the lock was granted.
 
 let db: TestDatabase;
-let seq = 0;
-const nextId = () => `-100${9_007_199_254_740 + ++seq}`;
-const paymentId = () => `${9_007_199_254_740_993n + BigInt(++seq)}`;
+const { nextId, paymentId } = bigIds();
 
 beforeAll(async () => {
   db = await createTestDatabase();
@@ -100,7 +99,7 @@ describe('lockAndCheckThreshold', () => {
   });
 
   it('(control) the same lock and sum as one plain statement would miss it: its snapshot predates the lock', async () => {
-    // Why batch_claim_ready is a volatile PL/pgSQL function: a plain statement reads with the snapshot
+    // Why batch_claim_check is a volatile PL/pgSQL function: a plain statement reads with the snapshot
     // it started with, taken before it waited for the lock.
     const plain: Check = async (tx, channel, thresholdUsd) =>
       (

@@ -120,7 +120,7 @@ async function openCreditsReach(db: Queryable, openChannelId: string, thresholdU
 
 /**
  * Takes the channel's claim lock and answers whether its open owner credits are now worth at least
- * `thresholdUsd`, in one statement (one round trip): batch_claim_ready (migrations/017).
+ * `thresholdUsd`, in one statement (one round trip): batch_claim_check (migrations/017, waiting).
  *
  * The lock serialises the channel's claims until the caller's transaction ends. Where a credit and the
  * claim after it share one transaction (the accumulate job, a caller's transaction), two payments
@@ -137,14 +137,14 @@ export async function lockAndCheckThreshold(db: Queryable, openChannelId: string
   assertThreshold(thresholdUsd);
   const { rows } = await db.query<{ enough: boolean }>({
     name: 'batch-claim-lock-and-check',
-    text: 'SELECT batch_claim_ready($1::bigint, $2::numeric) AS enough',
+    text: 'SELECT batch_claim_check($1::bigint, $2::numeric, true) AS enough',
     values: [openChannelId, thresholdUsd],
   });
   return rows[0]?.enough === true;
 }
 
 /**
- * lockAndCheckThreshold without waiting (batch_claim_try, migrations/018): null when another
+ * lockAndCheckThreshold without waiting (batch_claim_check, migrations/017, not waiting): null when another
  * transaction holds the channel's claim lock; else the lock is taken (held until this transaction
  * ends) and the answer is the same. For a check inside a payment's transaction, which must not queue
  * behind another payment's commit: on null the caller checks after its own commit.
@@ -153,7 +153,7 @@ export async function tryLockAndCheckThreshold(db: Queryable, openChannelId: str
   assertThreshold(thresholdUsd);
   const { rows } = await db.query<{ enough: boolean | null }>({
     name: 'batch-claim-try',
-    text: 'SELECT batch_claim_try($1::bigint, $2::numeric) AS enough',
+    text: 'SELECT batch_claim_check($1::bigint, $2::numeric, false) AS enough',
     values: [openChannelId, thresholdUsd],
   });
   return rows[0]?.enough ?? null;

@@ -299,12 +299,8 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
           await clearSendAttempt(pool, invite.orderId, owner);
         },
       });
-      const sentFact: ResultFact = {
-        name: 'invite-sent',
-        write: (db: Queryable) => markSent(db, invite.orderId, message.message_id, owner),
-        sql: markSentSql,
-        values: [invite.orderId, message.message_id, owner],
-      };
+      const values = [invite.orderId, message.message_id, owner] as const;
+      const sentFact: ResultFact = { name: 'invite-sent', write: (db: Queryable) => markSent(db, ...values), sql: markSentSql, values: [...values] };
       if (run.withResult) run.withResult(sentFact);
       else await sentFact.write(pool);
       run.released = true;

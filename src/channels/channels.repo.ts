@@ -71,14 +71,16 @@ export async function findChannel(db: Queryable, openChannelId: string, options:
   return rows[0] ?? null;
 }
 
+const readKey = (openChannelId: string) => `channel:${openChannelId}`;
+
 /** Keeps a channel row read in a transition for the inline effects after it (TransitionScope.reads). */
 export function rememberChannel(reads: Map<string, unknown>, channel: ChannelRow): void {
-  reads.set(`channel:${channel.openChannelId}`, channel);
+  reads.set(readKey(channel.openChannelId), channel);
 }
 
 /** The channel row an earlier inline effect of the transition read, or a read of it. */
 export async function channelOf(db: Queryable, openChannelId: string, reads?: Map<string, unknown>): Promise<ChannelRow | null> {
-  return (reads?.get(`channel:${openChannelId}`) as ChannelRow | undefined) ?? findChannel(db, openChannelId);
+  return (reads?.get(readKey(openChannelId)) as ChannelRow | undefined) ?? findChannel(db, openChannelId);
 }
 
 export async function listChannels(db: Queryable): Promise<ChannelRow[]> {

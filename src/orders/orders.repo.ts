@@ -72,7 +72,6 @@ export async function findOrder(db: Queryable, orderId: string): Promise<OrderRo
   return rows[0] ?? null;
 }
 
-
 /**
  * The buyer's order for this plan whose invoice is still open: it has an invoice, was made within the
  * window at today's price, nothing was granted for it, and no payment for it got past "waiting" (a
@@ -113,7 +112,8 @@ export async function claimOrder(db: Queryable, orderId: string, paymentId: stri
 }
 
 /**
- * findOrderWithChannel, claiming the order for the payment in the same statement (claimOrder's rule):
+ * The order and its channel (null where there is none), claiming the order for the payment in the same
+ * statement (claimOrder's rule):
  * for routing, which decides with the order and its channel whether to keep the claim. `order` is as it
  * was before the claim. `took`: this statement granted the order (it was free), so a refusal must
  * release it (releaseOrderClaim, in the same transaction).

@@ -67,7 +67,15 @@ export async function claimBatch(
   // Most credits leave the channel below its threshold: a plain sum (open-credits index, no row locks,
   // no WAL) says so before the claim below locks every open credit. A credit that lands just after
   // this read is claimed by the next payment's check or the periodic sweep.
-  if (!c.checked && !(await openCreditsReach(db, c.openChannelId, c.thresholdUsd))) return null;
+  if (!c.checked) {
+    const below = await db.query<{ enough: boolean }>({
+      name: 'batch-threshold-reached',
+      text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
+              WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`,
+      values: [c.openChannelId, c.thresholdUsd],
+    });
+    if (!below.rows[0]?.enough) return null;
+  }
   const { rows } = await db.query<{ totalUnits: string; usdValue: string; entryIds: string[] }>(
     `WITH open AS MATERIALIZED (
        SELECT entry_id, usd_value FROM ledger_entries
@@ -105,20 +113,6 @@ export async function claimBatch(
 }
 
 /**
- * Whether the channel's open credits (committed, and the caller's own transaction's) are worth the
- * threshold now: a plain sum over the open-credits index, no lock, no write.
- */
-async function openCreditsReach(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
-  const { rows } = await db.query<{ enough: boolean }>({
-    name: 'batch-threshold-reached',
-    text: `SELECT coalesce(sum(usd_value), 0) >= $2::numeric AS enough FROM ledger_entries
-            WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL`,
-    values: [openChannelId, thresholdUsd],
-  });
-  return rows[0]?.enough === true;
-}
-
-/**
  * Takes the channel's claim lock and answers whether its open owner credits are now worth at least
  * `thresholdUsd`, in one statement (one round trip): batch_claim_check (migrations/017, waiting).
  *
@@ -130,17 +124,11 @@ async function openCreditsReach(db: Queryable, openChannelId: string, thresholdU
  * which under READ COMMITTED takes a new snapshot for each query it runs, so the sum reads with a
  * snapshot taken after the lock was granted (a plain SELECT calling the lock and summing would read
  * with the snapshot its statement started with, before the wait). Outside a transaction the lock is
- * released at once and protects nothing: callers hold one. (Inline, the engine checks after the
- * commit instead, with no lock: claimIfWorth in src/actors/payouts/batches.ts.)
+ * released at the end of the statement, so it only orders the check after the holders' commits
+ * (claimWhenReady in src/actors/payouts/batches.ts).
  */
 export async function lockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
-  assertThreshold(thresholdUsd);
-  const { rows } = await db.query<{ enough: boolean }>({
-    name: 'batch-claim-lock-and-check',
-    text: 'SELECT batch_claim_check($1::bigint, $2::numeric, true) AS enough',
-    values: [openChannelId, thresholdUsd],
-  });
-  return rows[0]?.enough === true;
+  return (await checkThreshold(db, openChannelId, thresholdUsd, true)) === true;
 }
 
 /**
@@ -149,11 +137,16 @@ export async function lockAndCheckThreshold(db: Queryable, openChannelId: string
  * ends) and the answer is the same. For a check inside a payment's transaction, which must not queue
  * behind another payment's commit: on null the caller checks after its own commit.
  */
-export async function tryLockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean | null> {
+export function tryLockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean | null> {
+  return checkThreshold(db, openChannelId, thresholdUsd, false);
+}
+
+async function checkThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString, wait: boolean): Promise<boolean | null> {
   assertThreshold(thresholdUsd);
   const { rows } = await db.query<{ enough: boolean | null }>({
-    name: 'batch-claim-try',
-    text: 'SELECT batch_claim_check($1::bigint, $2::numeric, false) AS enough',
+    // One name per text: each is prepared once per connection.
+    name: wait ? 'batch-claim-lock-and-check' : 'batch-claim-try',
+    text: `SELECT batch_claim_check($1::bigint, $2::numeric, ${wait}) AS enough`,
     values: [openChannelId, thresholdUsd],
   });
   return rows[0]?.enough ?? null;

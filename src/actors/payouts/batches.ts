@@ -77,6 +77,11 @@ export async function enqueueBatch(boss: PgBoss, db: Queryable | null, batchId: 
  */
 export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null> {
   if (!(await lockAndCheckThreshold(tx, openChannelId, thresholdUsd))) return null;
+  return claimCheckedIn(boss, tx, openChannelId, thresholdUsd);
+}
+
+/** The claim and its batch's job, once this transaction's check under the channel's lock found enough. */
+async function claimCheckedIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null> {
   const batch = await claimBatch(tx, { openChannelId, thresholdUsd, batchId: randomUUID(), fresh: true, checked: true });
   if (!batch) return null;
   await enqueueBatch(boss, tx, batch.batchId, 0);
@@ -92,11 +97,7 @@ export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChanne
 export async function tryClaimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null | 'busy'> {
   const ready = await tryLockAndCheckThreshold(tx, openChannelId, thresholdUsd);
   if (ready === null) return 'busy';
-  if (!ready) return null;
-  const batch = await claimBatch(tx, { openChannelId, thresholdUsd, batchId: randomUUID(), fresh: true, checked: true });
-  if (!batch) return null;
-  await enqueueBatch(boss, tx, batch.batchId, 0);
-  return batch.batchId;
+  return ready ? claimCheckedIn(boss, tx, openChannelId, thresholdUsd) : null;
 }
 
 /**

@@ -24,7 +24,7 @@ export function batchPayoutId(batchId: string): string {
 
 /**
  * Claims every open owner credit of the channel into batch `batchId` if together they are worth at
- * least `thresholdUsd`; answers null when they are not (nothing is written).
+ * least `thresholdUsd`; answers null when they are not (nothing is claimed).
  *
  * Atomic in ONE statement, no channel lock: it row-locks the channel's open credits (SELECT ... FOR
  * UPDATE, in entry_id order so two claimers cannot deadlock), sums them, stamps payout_id on exactly
@@ -34,7 +34,10 @@ export function batchPayoutId(batchId: string): string {
  * what is still open and usually finds it below the threshold. Under REPEATABLE READ or SERIALIZABLE
  * the loser gets a serialization error instead — never a double claim. Because batch and stamps are
  * one statement, a claimed credit is never outside a batch even when `db` is the pool (autocommit).
- * Credits committed after the statement began stay open for the next claim.
+ * Credits committed after the statement began stay open for the next claim. The same statement makes
+ * the channel's fold (batch_claim_check's running total, migration 018) exact again from the rows it
+ * locked; callers hold the channel's claim lock (src/actors/payouts/batches.ts), the only lock under
+ * which the fold may change.
  *
  * Before that statement (which locks every open credit) a plain sum says whether the threshold is
  * reached at all; `checked: true` skips it, for a caller that has just asked lockAndCheckThreshold in
@@ -78,7 +81,7 @@ export async function claimBatch(
   }
   const { rows } = await db.query<{ totalUnits: string; usdValue: string; entryIds: string[] }>(
     `WITH open AS MATERIALIZED (
-       SELECT entry_id, usd_value FROM ledger_entries
+       SELECT entry_id, usd_value, written_xid FROM ledger_entries
         WHERE open_channel_id = $1 AND kind = 'payment_credit' AND payout_id IS NULL
         ORDER BY entry_id
         FOR UPDATE
@@ -93,6 +96,15 @@ export async function claimBatch(
        INSERT INTO payout_batches (batch_id, open_channel_id, total_units, usd_value, entry_count)
        SELECT $3, $1, sum(amount_units), coalesce(sum(usd_value), 0), count(*) FROM claimed HAVING count(*) > 0
        RETURNING total_units, usd_value
+     ), fold AS (
+       -- The channel's fold (migration 018) made exact again: what stays open of the credits whose
+       -- transactions ended before this statement's snapshot (none when the batch took them all).
+       UPDATE ledger_open_credit_folds
+          SET folded_usd = (SELECT coalesce(sum(o.usd_value), 0) FROM open o
+                             WHERE (o.written_xid IS NULL OR o.written_xid < pg_snapshot_xmin(pg_current_snapshot()))
+                               AND o.entry_id NOT IN (SELECT entry_id FROM claimed)),
+              horizon = pg_snapshot_xmin(pg_current_snapshot()), updated_at = now()
+        WHERE open_channel_id = $1
      )
      SELECT batch.total_units::text AS "totalUnits", trim_scale(batch.usd_value)::text AS "usdValue",
             (SELECT array_agg(entry_id::text ORDER BY entry_id) FROM claimed) AS "entryIds"
@@ -114,7 +126,7 @@ export async function claimBatch(
 
 /**
  * Takes the channel's claim lock and answers whether its open owner credits are now worth at least
- * `thresholdUsd`, in one statement (one round trip): batch_claim_check (migrations/017, waiting).
+ * `thresholdUsd`, in one statement (one round trip): batch_claim_check (migrations 017 and 018, waiting).
  *
  * The lock serialises the channel's claims until the caller's transaction ends. Where a credit and the
  * claim after it share one transaction (the accumulate job, a caller's transaction), two payments
@@ -127,26 +139,31 @@ export async function claimBatch(
  * released at the end of the statement, so it only orders the check after the holders' commits
  * (claimWhenReady in src/actors/payouts/batches.ts).
  */
-export async function lockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean> {
-  return (await checkThreshold(db, openChannelId, thresholdUsd, true)) === true;
+export async function lockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString, options: { exact?: boolean } = {}): Promise<boolean> {
+  return (await checkThreshold(db, openChannelId, thresholdUsd, true, options.exact ?? false)) === true;
 }
 
 /**
- * lockAndCheckThreshold without waiting (batch_claim_check, migrations/017, not waiting): null when another
+ * lockAndCheckThreshold without waiting (batch_claim_check, migrations 017 and 018, not waiting): null when another
  * transaction holds the channel's claim lock; else the lock is taken (held until this transaction
  * ends) and the answer is the same. For a check inside a payment's transaction, which must not queue
  * behind another payment's commit: on null the caller checks after its own commit.
  */
 export function tryLockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean | null> {
-  return checkThreshold(db, openChannelId, thresholdUsd, false);
+  return checkThreshold(db, openChannelId, thresholdUsd, false, false);
 }
 
-async function checkThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString, wait: boolean): Promise<boolean | null> {
+/**
+ * The check sums the credits written since the channel's fold (its running total, migration 018), not
+ * every open credit; `exact` sums every open credit and rewrites the fold (the periodic sweep's check,
+ * so a fold made wrong by hand is put right within a sweep period).
+ */
+async function checkThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString, wait: boolean, exact: boolean): Promise<boolean | null> {
   assertThreshold(thresholdUsd);
   const { rows } = await db.query<{ enough: boolean | null }>({
     // One name per text: each is prepared once per connection.
-    name: wait ? 'batch-claim-lock-and-check' : 'batch-claim-try',
-    text: `SELECT batch_claim_check($1::bigint, $2::numeric, ${wait}) AS enough`,
+    name: exact ? 'batch-claim-lock-and-check-exact' : wait ? 'batch-claim-lock-and-check' : 'batch-claim-try',
+    text: `SELECT batch_claim_check($1::bigint, $2::numeric, ${wait}, ${exact}) AS enough`,
     values: [openChannelId, thresholdUsd],
   });
   return rows[0]?.enough ?? null;

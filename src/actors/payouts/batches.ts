@@ -75,8 +75,8 @@ export async function enqueueBatch(boss: PgBoss, db: Queryable | null, batchId: 
  * lock is then held only for that statement's reply and the COMMIT; only when enough do the claim
  * statement and the batch's job follow.
  */
-export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null> {
-  if (!(await lockAndCheckThreshold(tx, openChannelId, thresholdUsd))) return null;
+export async function claimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string, options: { exact?: boolean } = {}): Promise<string | null> {
+  if (!(await lockAndCheckThreshold(tx, openChannelId, thresholdUsd, options))) return null;
   return claimCheckedIn(boss, tx, openChannelId, thresholdUsd);
 }
 
@@ -110,9 +110,9 @@ export async function claimWhenReady(deps: { pool: pg.Pool; boss: PgBoss }, open
   return claimAndSchedule(deps, openChannelId, thresholdUsd);
 }
 
-/** The same in a transaction of its own (the sweep). */
-export async function claimAndSchedule(deps: { pool: pg.Pool; boss: PgBoss }, openChannelId: string, thresholdUsd: string): Promise<string | null> {
-  return inTransaction(deps.pool, (tx) => claimAndScheduleIn(deps.boss, tx, openChannelId, thresholdUsd));
+/** The same in a transaction of its own; `exact` (the sweep) sums every open credit, not the fold and what came since. */
+export async function claimAndSchedule(deps: { pool: pg.Pool; boss: PgBoss }, openChannelId: string, thresholdUsd: string, options: { exact?: boolean } = {}): Promise<string | null> {
+  return inTransaction(deps.pool, (tx) => claimAndScheduleIn(deps.boss, tx, openChannelId, thresholdUsd, options));
 }
 
 export interface BatchDeps {
@@ -200,7 +200,7 @@ export async function resumeParkedBatch(deps: { pool: pg.Pool; boss: PgBoss }, b
 export async function sweep(deps: BatchDeps): Promise<{ claimed: number; restarted: number }> {
   let claimed = 0;
   for (const channel of await channelsWithOpenCredits(deps.pool)) {
-    if (await claimAndSchedule(deps, channel.openChannelId, channel.thresholdUsd)) claimed++;
+    if (await claimAndSchedule(deps, channel.openChannelId, channel.thresholdUsd, { exact: true })) claimed++;
   }
   let restarted = 0;
   for (const batch of await unfinishedBatches(deps.pool)) {

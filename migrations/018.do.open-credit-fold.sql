@@ -23,6 +23,10 @@
 -- delay a batch or try a claim for nothing, never pay a credit twice or lose one; and the periodic
 -- sweep asks with p_exact, which sums everything and rewrites the fold.
 --
+-- xmin is the cluster's oldest running transaction: while any transaction runs long (a report, a
+-- stuck session) the fold waits behind it and the recent range grows; the answer stays exact, the sum
+-- is longer until that transaction ends.
+--
 -- The fold is written once FOLD_AFTER settled credits have piled up since the last one (a row update
 -- per that many payments, not per payment); until then those credits are summed with the recent ones.
 

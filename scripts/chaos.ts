@@ -341,8 +341,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await sleep(terminateEveryMs * (0.5 + Math.random()));
         if (!chaosOn) break;
         n += 1;
-        // The service's pool every time; pg-boss's connections every third time.
-        const names = n % 3 === 0 ? ['telepay', 'telepay-boss'] : ['telepay'];
+        // The service's pool every time; pg-boss's connections and the shared LISTEN connection every third time.
+        const names = n % 3 === 0 ? ['telepay', 'telepay-boss', 'telepay-listener'] : ['telepay'];
         const { rowCount } = await pool
           .query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = ANY($1)`, [names])
           .catch(() => ({ rowCount: 0 }));

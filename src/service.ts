@@ -23,6 +23,7 @@ import { createEngine, type Engine } from './persistence/apply-event.js';
 import { openDatabase, type Database } from './persistence/database.js';
 import { backfillPaymentViews } from './persistence/backfill-views.js';
 import { migrate } from './persistence/migrate.js';
+import { startListener } from './persistence/listener.js';
 import { createBoss, ensureQueues } from './persistence/queues.js';
 import { addLogSecrets, configSecrets } from './logger.js';
 import { resolveRuntime, StartupError, type Runtime } from './runtime.js';
@@ -167,8 +168,12 @@ export async function startService(config: Config, log: Logger, options: Service
     // runs no cron schedules and no supervisor; `worker` works the queues and serves only health and metrics.
     const servesHttp = config.ROLE !== 'worker';
     const runsWorkers = config.ROLE !== 'web';
-    const boss = createBoss(db.url, { max: config.JOB_POOL_MAX, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000, schedule: runsWorkers, supervise: runsWorkers });
-    // A stop right after start can race pg-boss's own connections (its LISTEN client still connecting);
+    // The process's one LISTEN connection, for pg-boss and the journal feed: Postgres wakes every listening
+    // backend of the database on every NOTIFY, and each wake is a transaction. Closed after both stopped.
+    const listener = startListener({ connectionString: db.url, log: log.child({ module: 'listener' }) });
+    stops.add(() => listener.close());
+    const boss = createBoss(db.url, { max: config.JOB_POOL_MAX, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000, schedule: runsWorkers, supervise: runsWorkers, listener });
+    // A stop right after start can race pg-boss's own connections (its pool's, still connecting);
     // one that outlives boss.stop() is ended by our Postgres stopping: expected then, not an error.
     let bossStopped = false;
     boss.on('error', (err: Error & { code?: string }) => {
@@ -195,9 +200,10 @@ export async function startService(config: Config, log: Logger, options: Service
       onInlineQueued: (paymentId, effect, err) => log.warn({ paymentId, effect, err }, 'inline effect failed; queued as a job instead'),
       onAfterCommitFailed: (paymentId, effect, err) => log.warn({ paymentId, effect, err }, 'work after the commit failed (the periodic sweep does it)'),
     });
-    // One LISTEN connection on journal inserts, for the operators' live pages; closed after HTTP stops.
-    const journalFeed = startJournalFeed({ connectionString: db.url, log: log.child({ module: 'journal-feed' }) });
-    stops.add(() => journalFeed.close());
+    // Journal inserts as they commit, for the operators' live pages and the buyer's status cache: only
+    // where HTTP is served (a worker's health app reads neither). Closed after HTTP stops.
+    const journalFeed = servesHttp ? startJournalFeed({ listener, log: log.child({ module: 'journal-feed' }) }) : null;
+    if (journalFeed) stops.add(() => journalFeed.close());
 
     // Services, each built once.
     const { pool } = db;

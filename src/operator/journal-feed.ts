@@ -1,11 +1,11 @@
 import { createStore } from '@xstate/store';
-import pg from 'pg';
 import type { Logger } from 'pino';
+import { startListener, type Listener } from '../persistence/listener.js';
 
 // Journal rows as they commit, for the operators' live pages. Migration 011 makes every journal insert
-// NOTIFY channel payment_journal with '<payment_id>:<seq>' (sent at commit, never for a rollback). One
-// dedicated connection LISTENs for the whole process (a pg.Client, not a pool client: LISTEN belongs to
-// its session), reconnects with backoff when it is lost, and is closed on shutdown.
+// NOTIFY channel payment_journal with '<payment_id>:<seq>' (sent at commit, never for a rollback). The
+// feed LISTENs on the process's one LISTEN connection (src/persistence/listener.ts, shared with pg-boss),
+// which reconnects with backoff when it is lost and is closed on shutdown.
 //
 // The fan-out is an @xstate/store: its context holds, for each payment somebody watches, the newest
 // seq heard of, and a generation bumped on every (re)connect. A watcher selects its own payment's slice,
@@ -106,13 +106,11 @@ export interface JournalFeed extends JournalWatch {
   close(): Promise<void>;
 }
 
-export interface JournalFeedOptions {
-  connectionString: string;
-  log: Logger;
-  /** First reconnect delay; doubles up to maxRetryDelayMs. */
-  retryDelayMs?: number;
-  maxRetryDelayMs?: number;
-}
+/**
+ * The process's shared LISTEN connection (the service), or a connection string for a feed with a
+ * connection of its own (tests, tools), reconnecting after retryDelayMs, doubling up to maxRetryDelayMs.
+ */
+export type JournalFeedOptions = { log: Logger } & ({ listener: Listener } | { connectionString: string; retryDelayMs?: number; maxRetryDelayMs?: number });
 
 export function watchStore(store: JournalStore): JournalWatch['watch'] {
   return (paymentId, onChange) => {
@@ -169,57 +167,31 @@ export function tapStore(store: JournalStore, log: Logger): { tap: NonNullable<J
 
 export function startJournalFeed(options: JournalFeedOptions): JournalFeed {
   const { log } = options;
-  const baseDelay = options.retryDelayMs ?? 250;
-  const maxDelay = options.maxRetryDelayMs ?? 10_000;
   const store = createJournalStore();
   const taps = tapStore(store, log);
-  let client: pg.Client | null = null;
-  let closed = false;
-  let retry: NodeJS.Timeout | null = null;
-  let failures = 0;
+  // The service passes the process's one LISTEN connection; given none (tests, tools), the feed opens its own.
+  const owned = !('listener' in options);
+  const listener =
+    'listener' in options
+      ? options.listener
+      : startListener({ connectionString: options.connectionString, log, applicationName: 'telepay-journal-feed', retryDelayMs: options.retryDelayMs, maxRetryDelayMs: options.maxRetryDelayMs });
   let markReady!: () => void;
   const readyPromise = new Promise<void>((resolve) => (markReady = resolve));
 
-  const connect = async () => {
-    retry = null;
-    if (closed) return;
-    const c = new pg.Client({ connectionString: options.connectionString, application_name: 'telepay-journal-feed' });
-    client = c;
-    let lost = false;
-    const onLost = (error: Error) => {
-      if (lost) return;
-      lost = true;
-      if (client === c) client = null;
-      store.trigger.disconnected();
-      c.end().catch(() => {});
-      if (closed) return;
-      const delay = Math.min(maxDelay, baseDelay * 2 ** failures++);
-      log.warn({ err: error, retryInMs: delay }, 'journal feed: the LISTEN connection failed; reconnecting (live operator pages catch up then)');
-      retry = setTimeout(() => void connect(), delay);
-      retry.unref();
-    };
-    c.on('error', onLost);
-    c.on('end', () => onLost(new Error('the LISTEN connection ended')));
-    c.on('notification', (message) => {
-      if (message.channel !== JOURNAL_CHANNEL) return;
-      const parsed = parseNotification(message.payload);
+  const subscription = listener.listen(
+    JOURNAL_CHANNEL,
+    (payload) => {
+      const parsed = parseNotification(payload);
       if (!parsed) return;
       store.trigger.committed(parsed);
       taps.notify(parsed.paymentId, parsed.seq);
-    });
-    try {
-      await c.connect();
-      await c.query(`LISTEN ${JOURNAL_CHANNEL}`);
-    } catch (error) {
-      onLost(error as Error);
-      return;
-    }
-    if (lost || closed) return;
-    failures = 0;
-    store.trigger.connected();
-    markReady();
-  };
-  void connect();
+    },
+    () => {
+      store.trigger.connected();
+      markReady();
+    },
+    () => store.trigger.disconnected(),
+  );
 
   return {
     store,
@@ -227,12 +199,9 @@ export function startJournalFeed(options: JournalFeedOptions): JournalFeed {
     tap: taps.tap,
     ready: () => readyPromise,
     async close() {
-      closed = true;
-      if (retry) clearTimeout(retry);
-      const c = client;
-      client = null;
+      await (await subscription.catch(() => null))?.close();
       store.trigger.disconnected();
-      await c?.end().catch(() => {});
+      if (owned) await listener.close();
     },
   };
 }

@@ -3,6 +3,7 @@ import { PgBoss, type Queue } from 'pg-boss';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import { EFFECTS, type EffectName } from '../machines/payment.events.js';
+import type { Listener, ListenHandle } from './listener.js';
 
 // One queue per effect, named after it. A job that exhausts its retries goes to the dead-letter
 // queue, whose worker parks the payment for review (effect.exhausted) instead of leaving it stuck.
@@ -65,7 +66,16 @@ async function upsertQueue(boss: PgBoss, name: string, options: Omit<Queue, 'nam
   }
 }
 
-export function createBoss(connectionString: string, options: { max?: number; schedule?: boolean; superviseSeconds?: number; supervise?: boolean } = {}): PgBoss {
+export interface BossOptions {
+  max?: number;
+  schedule?: boolean;
+  superviseSeconds?: number;
+  supervise?: boolean;
+  /** The process's shared LISTEN connection; without it pg-boss opens a listening connection of its own. */
+  listener?: Listener;
+}
+
+export function createBoss(connectionString: string, options: BossOptions = {}): PgBoss {
   // The supervisor pass (every instance runs one; queues are claimed in the database so one instance
   // works each queue per interval) fails expired and heartbeat-lost jobs. pg-boss's default of 60 s
   // would add up to a minute to every recovery; 5 s keeps it within seconds. The same interval gates
@@ -83,7 +93,30 @@ export function createBoss(connectionString: string, options: { max?: number; sc
     application_name: 'telepay-boss',
   });
   prepareRepeatedStatements(boss);
+  if (options.listener) shareListener(boss, options.listener);
   return boss;
+}
+
+/**
+ * pg-boss's Notifier (dist/notifier.js) LISTENs through its db's listen(channel, onNotification,
+ * onReconnect), which by default opens a pg.Client of its own: a second listening backend that
+ * Postgres wakes, a transaction each time, on every NOTIFY of the database (every journal row too).
+ * Installed before boss.start(), this makes it LISTEN on the process's shared connection instead. The
+ * Notifier resolves its channel itself; onReconnect (its force-fetch, recovering notifications lost
+ * while the connection was down) runs after every reconnect. boss.stop() closes the handle (an
+ * UNLISTEN, the connection stays) and then its pool, which never held the shared connection.
+ */
+function shareListener(boss: PgBoss, listener: Listener): void {
+  const db = boss.getDb() as { listen?: (channel: string, onNotification: (payload: string) => void, onReconnect: () => void) => Promise<ListenHandle> };
+  db.listen = (channel, onNotification, onReconnect) =>
+    listener.listen(
+      channel,
+      (payload) => {
+        // As pg-boss's own listener: only a notification with a payload (the queue's name) is passed on.
+        if (payload !== undefined) onNotification(payload);
+      },
+      onReconnect,
+    );
 }
 
 /** A statement text seen this often is prepared on each connection (its later runs skip parse and analysis). */
@@ -96,7 +129,7 @@ const MAX_TRACKED = 2000;
  * (large CTEs) on every call. This names the ones pg-boss repeats: a parameterised text seen
  * PREPARE_AFTER times gets a name derived from its hash, so each connection prepares it once. Texts
  * with values inlined (seen once each) stay unnamed, so the per-connection statement cache stays bounded.
- * Only the query path changes; pg-boss's LISTEN connection, transactions and results are untouched.
+ * Only the query path changes; pg-boss's LISTEN, transactions and results are untouched.
  */
 function prepareRepeatedStatements(boss: PgBoss): void {
   const db = boss.getDb() as { executeSql: (text: string, values?: unknown[]) => Promise<unknown>; pool?: pg.Pool };

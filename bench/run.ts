@@ -2,12 +2,12 @@ import { fmt, openBenchDatabase } from './support.js';
 
 // `npm run bench`: every figure is printed beside a limit measured in the same run on the same database.
 // Sections run alone by name: `npm run bench -- e2e` or `BENCH_ONLY=e2e npm run bench` (comma-separated:
-// engine, e2e, payouts). Each section is imported only when it runs, so a section whose imports an older
+// engine, e2e, payouts, threshold). Each section is imported only when it runs, so a section whose imports an older
 // commit of src/ lacks does not stop the others (bench/e2e.bench.ts uses only main.ts, the env, the fakes
 // and the HTTP API).
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const SECTIONS = ['engine', 'e2e', 'payouts'] as const;
+const SECTIONS = ['engine', 'e2e', 'payouts', 'threshold'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const asked = (process.argv.slice(2).filter((a) => a !== '--').join(',') || process.env.BENCH_ONLY || '')
@@ -58,6 +58,13 @@ try {
     log(`payouts through the whole path on the local EVM chain (${payoutCount} paid payments released at once; raw = ${fmt(raw8)} transitions/s at 8 clients, measured now):`);
     log(describePayouts('to ETH owners (direct send)', await benchPayouts(db.url, { count: payoutCount, currency: 'eth' }), raw8));
     log(describePayouts('to USDT owners (ChangeNow swap)', await benchPayouts(db.url, { count: payoutCount, currency: 'usdt' }), raw8));
+  }
+
+  if (runs('threshold')) {
+    const { benchThresholdCheck, describeThresholdCheck } = await import('./threshold.bench.js');
+    log('');
+    log("the threshold check (the channel's claim lock; its running total + the credits since) vs migration 017's (the lock; every open credit summed), one connection:");
+    log(describeThresholdCheck(await benchThresholdCheck(db.url)));
   }
 
   if (targets.length) {

@@ -90,25 +90,22 @@ BEGIN
   IF NOT p_exact THEN
     SELECT folded_usd, horizon INTO v_folded, v_horizon FROM ledger_open_credit_folds WHERE open_channel_id = p_channel;
   END IF;
+  -- Every transaction below v_xmin has ended (taken after the lock, before the sums below, whose later
+  -- snapshots see every one of them that committed).
+  v_xmin := pg_snapshot_xmin(pg_current_snapshot());
   IF v_horizon IS NULL THEN
     -- No fold yet (or asked for an exact answer): every open credit, and the fold from here on.
-    SELECT coalesce(sum(usd_value), 0),
-           coalesce(sum(usd_value) FILTER (WHERE written_xid IS NULL OR written_xid < pg_snapshot_xmin(pg_current_snapshot())), 0),
-           pg_snapshot_xmin(pg_current_snapshot())
-      INTO v_open, v_settled, v_xmin
+    SELECT coalesce(sum(usd_value), 0), coalesce(sum(usd_value) FILTER (WHERE written_xid IS NULL OR written_xid < v_xmin), 0)
+      INTO v_open, v_settled
       FROM ledger_entries
      WHERE open_channel_id = p_channel AND kind = 'payment_credit' AND payout_id IS NULL;
     INSERT INTO ledger_open_credit_folds (open_channel_id, folded_usd, horizon) VALUES (p_channel, v_settled, v_xmin)
       ON CONFLICT (open_channel_id) DO UPDATE SET folded_usd = EXCLUDED.folded_usd, horizon = EXCLUDED.horizon, updated_at = now();
     RETURN v_open >= p_threshold;
   END IF;
-  -- A new snapshot (a new query of a volatile function): the credits at or above the horizon that are
-  -- visible now, and which of them are settled (their transaction ended before this snapshot).
-  SELECT coalesce(sum(usd_value), 0),
-         coalesce(sum(usd_value) FILTER (WHERE written_xid < pg_snapshot_xmin(pg_current_snapshot())), 0),
-         count(*) FILTER (WHERE written_xid < pg_snapshot_xmin(pg_current_snapshot())),
-         pg_snapshot_xmin(pg_current_snapshot())
-    INTO v_open, v_settled, v_settled_count, v_xmin
+  -- The credits at or above the horizon that are visible now, and which of them are settled.
+  SELECT coalesce(sum(usd_value), 0), coalesce(sum(usd_value) FILTER (WHERE written_xid < v_xmin), 0), count(*) FILTER (WHERE written_xid < v_xmin)
+    INTO v_open, v_settled, v_settled_count
     FROM ledger_entries
    WHERE open_channel_id = p_channel AND written_xid >= v_horizon AND kind = 'payment_credit' AND payout_id IS NULL;
   IF v_settled_count >= fold_after AND v_xmin > v_horizon THEN

@@ -169,7 +169,7 @@ export async function startService(config: Config, log: Logger, options: Service
     const servesHttp = config.ROLE !== 'worker';
     const runsWorkers = config.ROLE !== 'web';
     // The process's one LISTEN connection, for pg-boss and the journal feed: Postgres wakes every listening
-    // backend of the database on every NOTIFY, and each wake is a transaction. Closed after both stopped.
+    // backend of the database on every NOTIFY, whatever its channel. Closed after both stopped.
     const listener = startListener({ connectionString: db.url, log: log.child({ module: 'listener' }) });
     stops.add(() => listener.close());
     const boss = createBoss(db.url, { max: config.JOB_POOL_MAX, superviseSeconds: config.JOB_SUPERVISE_EVERY / 1000, schedule: runsWorkers, supervise: runsWorkers, listener });

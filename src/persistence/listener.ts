@@ -4,9 +4,10 @@ import type { Logger } from 'pino';
 // The process's one LISTEN connection, shared by everything that listens: pg-boss's workers (woken
 // when a job lands on a notify-enabled queue) and the journal feed (operators' live pages, the buyer's
 // status cache). Postgres signals EVERY listening backend of the database on every NOTIFY, whatever
-// its channel, and each backend it wakes runs a transaction of its own to read the notification queue:
-// a second listening connection per process costs Postgres a transaction per notifying commit (2-3
-// per payment). One pg.Client (LISTEN belongs to its session, so not a pool client) LISTENs on every
+// its channel, and each one it wakes reads the notification queue: a second listening connection per
+// process is one more backend woken per notifying commit, and one more connection. (A notifying commit
+// while anyone listens also costs one transaction more, measured the same with one listener or two:
+// README, "Benchmarks", sixth round.) One pg.Client (LISTEN belongs to its session, so not a pool client) LISTENs on every
 // channel subscribed to. When it is lost (an error, its end, or a failed heartbeat) every subscriber
 // hears onLost, and it reconnects with backoff (retryDelayMs doubling up to maxRetryDelayMs); once
 // every channel is LISTENed again each subscriber's onReconnect runs: notifications sent while it was

@@ -100,7 +100,7 @@ export function createBoss(connectionString: string, options: BossOptions = {}):
 /**
  * pg-boss's Notifier (dist/notifier.js) LISTENs through its db's listen(channel, onNotification,
  * onReconnect), which by default opens a pg.Client of its own: a second listening backend that
- * Postgres wakes, a transaction each time, on every NOTIFY of the database (every journal row too).
+ * Postgres wakes on every NOTIFY of the database (every journal row too), and one more connection.
  * Installed before boss.start(), this makes it LISTEN on the process's shared connection instead. The
  * Notifier resolves its channel itself; onReconnect (its force-fetch, recovering notifications lost
  * while the connection was down) runs after every reconnect. boss.stop() closes the handle (an

@@ -104,10 +104,11 @@ describe('routing inside the confirming transaction', () => {
     expect(sent.filter((s) => s === 'COMMIT')).toHaveLength(1);
     expect(sent.filter((s) => /SAVEPOINT|ROLLBACK/i.test(s))).toEqual([]);
     expect(await ledgerOf(paymentId)).toHaveLength(2);
-    // The invite's job rides in the statement that writes the payment and its journal. The channel's
-    // claim lock is taken last, right before the commit, and without waiting (free here: the check runs
-    // in the transaction; nothing runs after the commit).
-    expect(sent.slice(-3)).toEqual(['payment-insert-if-absent+jobs', 'batch-claim-try', 'COMMIT']);
+    // The invite's job rides in the statement that writes the payment and its journal, and so does the
+    // threshold check: the channel's claim lock is taken last, right before the commit, without
+    // waiting and without a round trip of its own (free here: the check runs in the transaction;
+    // nothing runs after the commit).
+    expect(sent.slice(-2)).toEqual(['payment-insert-if-absent+jobs+batch-claim-try', 'COMMIT']);
     // The credit reuses the channel row routing read in the same transaction.
     expect(sent.filter((s) => s === 'channel-find')).toEqual([]);
     expect(sent.filter((s) => s.startsWith('order-'))).toEqual(['order-with-channel+claim']);
@@ -199,14 +200,44 @@ describe('routing inside the confirming transaction', () => {
       await release();
       expect(await applied).toMatchObject({ outcome: 'applied', state: 'accumulated' });
     });
-    // In the transaction: the credit, the payment, the lock tried (busy), the commit. After it: the lock
-    // waited for and the check, one statement; enough, so the claim and the batch's job in a transaction
-    // of their own, under the lock again.
-    const tried = sent.indexOf('batch-claim-try');
-    expect(sent.slice(tried, tried + 6)).toEqual(['batch-claim-try', 'COMMIT', 'batch-claim-lock-and-check', 'BEGIN', 'batch-claim-lock-and-check', expect.stringMatching(/^WITH open AS/)]);
+    // In the transaction: the credit, the payment with the lock tried (busy) in its statement, the
+    // commit. After it: the lock waited for and the check, one statement; enough, so the claim and the
+    // batch's job in a transaction of their own, under the lock again.
+    const tried = sent.indexOf('payment-insert-if-absent+jobs+batch-claim-try');
+    expect(sent.slice(tried, tried + 6)).toEqual([
+      'payment-insert-if-absent+jobs+batch-claim-try', 'COMMIT', 'batch-claim-lock-and-check', 'BEGIN', 'batch-claim-lock-and-check', expect.stringMatching(/^WITH open AS/),
+    ]);
     expect(sent.at(-1)).toBe('COMMIT');
     const { rows: batches } = await t.db.pool.query<{ entry_count: number }>('SELECT entry_count FROM payout_batches WHERE open_channel_id = $1', [channel]);
     expect(batches).toEqual([{ entry_count: 2 }]);
+  });
+
+  it('five payments finding the lock busy share the checks after their commits: fewer checks than payments, every credit claimed at once', async () => {
+    // Six credits of 9 USD make the threshold: only a check that sees all six (the holder's and the
+    // five) can claim, so the shared check must have started after the last of the five committed.
+    const channel = await seedChannel('threshold', '54');
+    const { pool: recording, sent } = recordingPool(t.db.pool);
+    const engine = createEngine({ pool: recording, inline: inlineEffects({ boss: t.boss }) });
+    const paymentIds = Array.from({ length: 5 }, () => newPaymentId());
+    const orders = await Promise.all(paymentIds.map(() => orderIn(channel)));
+    await withClaimLockHeld(channel, async (waitForWaiter, release) => {
+      const applied = paymentIds.map((paymentId, i) => engine.applyEvent(paymentId, { type: 'np.finished', facts: paidWithOutcome(orders[i]!) }, { source: 'ipn' }));
+      // All five committed (their checks asked for); one check waits for the lock, the rest wait to share the next.
+      await vi.waitFor(async () => {
+        const { rows } = await t.db.pool.query(`SELECT 1 FROM payments WHERE payment_id = ANY($1) AND state = 'accumulated'`, [paymentIds]);
+        expect(rows).toHaveLength(5);
+      }, { timeout: 10_000, interval: 20 });
+      await waitForWaiter();
+      await release();
+      expect((await Promise.all(applied)).map((r) => r.state)).toEqual(Array(5).fill('accumulated'));
+    });
+    // Outside the claim's own transaction: one check waited for the holder, one served the others (a
+    // third at most, if a payment's request came a moment after its commit was seen here).
+    const checks = sent.filter((s, i) => s === 'batch-claim-lock-and-check' && sent[i - 1] !== 'BEGIN');
+    expect(checks.length).toBeGreaterThanOrEqual(1);
+    expect(checks.length).toBeLessThanOrEqual(3);
+    const { rows: batches } = await t.db.pool.query<{ entry_count: number }>('SELECT entry_count FROM payout_batches WHERE open_channel_id = $1', [channel]);
+    expect(batches).toEqual([{ entry_count: 6 }]);
   });
 
   it('the check after the commit fails: the payment stays credited and routed, the failure is reported, and a later check claims', async () => {
@@ -319,6 +350,20 @@ describe('effect jobs in one named statement', () => {
     const lost = await t.db.pool.query<{ journal_rows: number }>({ ...statement, values: [...params, effectJobsJson(paymentId, [{ effect: 'settle', attempt: 7 }])] });
     expect(lost.rows[0]!.journal_rows).toBe(0);
     expect(await jobsOf(paymentId)).toEqual([queueOf('invite'), queueOf('split')]);
+
+    // A riding expression (TransitionScope.ride) is evaluated only when the statement writes: here a
+    // sequence's nextval stands for the claim lock's check, which must not run for a lost attempt.
+    const counter = `rider_probe_${++seq}`;
+    await t.db.pool.query(`CREATE SEQUENCE ${counter}`);
+    const rider = { name: counter, sql: (first: number) => `nextval($${first}::regclass)`, values: [counter], then: async () => {} };
+    const riding = composeWrite(UPDATE_IF_VERSION, { jobs: false, riders: [rider] }, 15);
+    const notRun = await t.db.pool.query<{ journal_rows: number; rider_0: string | null }>({ ...riding, values: [...params, counter] });
+    expect(notRun.rows[0]).toMatchObject({ journal_rows: 0, rider_0: null });
+    const entry = JSON.stringify([{ seq: row!.version + 1, event_type: 'np.finished', event: {}, source: 'test', from_state: null, to_state: 'routed', effects: [] }]);
+    const current = [...params.slice(0, 2), row!.version + 1, ...params.slice(3, 7), entry, ...params.slice(8, 12), row!.version, false];
+    const run = await t.db.pool.query<{ journal_rows: number; rider_0: string | null }>({ ...riding, values: [...current, counter] });
+    expect(run.rows[0]).toMatchObject({ journal_rows: 1, rider_0: '1' });
+    await t.db.pool.query(`DROP SEQUENCE ${counter}`);
   });
 
   it('refuses a second job for the same payment, effect and attempt, even after completion', async () => {

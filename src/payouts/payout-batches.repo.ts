@@ -140,17 +140,20 @@ export async function claimBatch(
  * (claimWhenReady in src/actors/payouts/batches.ts).
  */
 export async function lockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString, options: { exact?: boolean } = {}): Promise<boolean> {
-  return (await checkThreshold(db, openChannelId, thresholdUsd, true, options.exact ?? false)) === true;
+  return checkThreshold(db, openChannelId, thresholdUsd, options.exact ?? false);
 }
 
 /**
- * lockAndCheckThreshold without waiting (batch_claim_check, migrations 017 and 018, not waiting): null when another
- * transaction holds the channel's claim lock; else the lock is taken (held until this transaction
- * ends) and the answer is the same. For a check inside a payment's transaction, which must not queue
- * behind another payment's commit: on null the caller checks after its own commit.
+ * lockAndCheckThreshold without waiting (batch_claim_check, migrations 017 and 018, not waiting), as
+ * an SQL expression with its values, to ride in the statement that writes a payment's transition
+ * (TransitionScope.ride): null when another transaction holds the channel's claim lock; else the lock
+ * is taken (held until this transaction ends) and the answer is the same. For a check inside a
+ * payment's transaction, which must not queue behind another payment's commit: on null the caller
+ * checks after its own commit.
  */
-export function tryLockAndCheckThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString): Promise<boolean | null> {
-  return checkThreshold(db, openChannelId, thresholdUsd, false, false);
+export function tryLockAndCheckThresholdSql(openChannelId: string, thresholdUsd: DecimalString): { sql: (first: number) => string; values: unknown[] } {
+  assertThreshold(thresholdUsd);
+  return { sql: (first) => `batch_claim_check($${first}::bigint, $${first + 1}::numeric, false, false)`, values: [openChannelId, thresholdUsd] };
 }
 
 /**
@@ -158,15 +161,15 @@ export function tryLockAndCheckThreshold(db: Queryable, openChannelId: string, t
  * every open credit; `exact` sums every open credit and rewrites the fold (the periodic sweep's check,
  * so a fold made wrong by hand is put right within a sweep period).
  */
-async function checkThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString, wait: boolean, exact: boolean): Promise<boolean | null> {
+async function checkThreshold(db: Queryable, openChannelId: string, thresholdUsd: DecimalString, exact: boolean): Promise<boolean> {
   assertThreshold(thresholdUsd);
-  const { rows } = await db.query<{ enough: boolean | null }>({
+  const { rows } = await db.query<{ enough: boolean }>({
     // One name per text: each is prepared once per connection.
-    name: exact ? 'batch-claim-lock-and-check-exact' : wait ? 'batch-claim-lock-and-check' : 'batch-claim-try',
-    text: `SELECT batch_claim_check($1::bigint, $2::numeric, ${wait}, ${exact}) AS enough`,
+    name: exact ? 'batch-claim-lock-and-check-exact' : 'batch-claim-lock-and-check',
+    text: `SELECT batch_claim_check($1::bigint, $2::numeric, true, ${exact}) AS enough`,
     values: [openChannelId, thresholdUsd],
   });
-  return rows[0]?.enough ?? null;
+  return rows[0]?.enough === true;
 }
 
 function assertThreshold(thresholdUsd: string): void {

@@ -6,10 +6,10 @@ import { viewOf, type SummaryState } from '../machines/payment.view.js';
 import { effectJobsJson, withMissingQueueNamed } from './effect-jobs.js';
 import { composeWrite, INSERT_IF_ABSENT, UPDATE_IF_VERSION, type RecordedWith, type WrittenAlongside } from './transition-statements.js';
 import { ignoreCheckedOutError, type Queryable } from './transaction.js';
-import type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, LastWork, Refused, TransitionScope, Unrecorded } from './engine-contract.js';
+import type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, LastWork, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
 
 // The engine's contract lives in engine-contract.ts; its users import it from here.
-export type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, LastWork, Refused, TransitionScope, Unrecorded } from './engine-contract.js';
+export type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, LastWork, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
 
 // The one path every state change takes. The pure machine decides; the new snapshot, its read model
 // (src/machines/payment.view.ts), its journal row and the jobs for its effects commit together or not at all.
@@ -174,6 +174,8 @@ export function createEngine(deps: EngineDeps): Engine {
     const after: Written['after'] = [];
     // Work the inline effects left for the end of the engine's own transaction (TransitionScope.last).
     const lasts: Array<{ effect: Effect; spec: InlineEffect; work: LastWork }> = [];
+    // Work whose first statement rides in the write statement (TransitionScope.ride), then runs with `lasts`.
+    const riders: Array<{ effect: Effect; spec: InlineEffect; rider: RidingWork }> = [];
     const reads = new Map<string, unknown>();
     while (pending.length > 0) {
       const { effect, entry } = pending.shift()!;
@@ -187,6 +189,7 @@ export function createEngine(deps: EngineDeps): Engine {
         const scope: TransitionScope = {
           last: (work) => void lasts.push({ effect, spec, work }),
           afterCommit: (work) => void after.push({ effect: effect.effect, work }),
+          ride: (rider) => void riders.push({ effect, spec, rider }),
           reads,
         };
         result = spec.onError === 'fail' ? await spec.perform(tx, snapshot, scope) : await performOrThrow(effect, () => spec.perform(tx, snapshot, scope));
@@ -195,7 +198,7 @@ export function createEngine(deps: EngineDeps): Engine {
         // after the effect, in the same savepoint).
         const perform = async () => {
           const now: LastWork[] = [];
-          const event = await spec.perform(tx, snapshot, { last: (work) => void now.push(work), afterCommit: null, reads });
+          const event = await spec.perform(tx, snapshot, { last: (work) => void now.push(work), afterCommit: null, ride: null, reads });
           for (const work of now) await work(tx);
           return event;
         };
@@ -237,16 +240,24 @@ export function createEngine(deps: EngineDeps): Engine {
     // Named statements: Postgres parses and plans each once per connection, not once per event.
     const sql = first.from ? UPDATE_IF_VERSION : INSERT_IF_ABSENT;
     let alongsideId: string | null = null;
-    if (alongside || recorded || jobs.length > 0) {
-      // The jobs and the caller's row ride in the same statement, written only if the transition is;
-      // recorded rows ride in it whatever the compare-and-set decides.
-      const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside, recorded }, params.length + 1);
-      const values = [...params, ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs)] : []), ...(alongside?.values ?? []), ...(recorded?.values ?? [])];
-      const result = await withMissingQueueNamed(jobs, () => tx.query<{ journal_rows: number; alongside_id: string | null; gate_open?: boolean }>({ ...statement, values }));
+    if (alongside || recorded || jobs.length > 0 || riders.length > 0) {
+      // The jobs, the caller's row and the riders' SQL ride in the same statement, written (or
+      // evaluated) only if the transition is; recorded rows ride in it whatever the compare-and-set decides.
+      const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside, recorded, riders: riders.map((r) => r.rider) }, params.length + 1);
+      const values = [
+        ...params,
+        ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs)] : []),
+        ...(alongside?.values ?? []),
+        ...(recorded?.values ?? []),
+        ...riders.flatMap((r) => r.rider.values),
+      ];
+      const result = await withMissingQueueNamed(jobs, () => tx.query<Record<string, unknown> & { journal_rows: number; alongside_id: string | null; gate_open?: boolean }>({ ...statement, values }));
       const row = result.rows[0]!;
       if (recorded && !row.gate_open) return GATE_CLOSED;
       if (row.journal_rows === 0) return null;
       alongsideId = row.alongside_id;
+      // Their SQL ran first, in the write: their `then` runs before the other last work.
+      lasts.unshift(...riders.map(({ effect, spec, rider }, i) => ({ effect, spec, work: (db: Queryable) => rider.then(row[`rider_${i}`], db) })));
     } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
     for (const { effect, spec, work } of lasts) {
       if (spec.onError === 'fail') await work(tx);

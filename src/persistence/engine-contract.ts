@@ -101,6 +101,13 @@ export interface TransitionScope {
    */
   afterCommit: ((work: AfterCommitWork) => void) | null;
   /**
+   * `last` work whose first statement rides in the statement that writes the transition (one round
+   * trip fewer: the threshold check, src/actors/payouts/accumulate.actor.ts). That statement is the
+   * transaction's last before the commit, so a lock the ridden SQL takes is held exactly as one taken
+   * by `last` work would be. Null in a caller's transaction (use `last`).
+   */
+  ride: ((work: RidingWork) => void) | null;
+  /**
    * Rows an earlier inline effect of this transition read, in this transaction, keyed by what they
    * are (routing reads the channel; the owner's credit needs it again): a round trip saved, and one
    * read of the row for the whole decision. Lives for one attempt of the transition.
@@ -109,6 +116,21 @@ export interface TransitionScope {
 }
 
 export type LastWork = (tx: Queryable) => Promise<void>;
+
+/**
+ * A scalar SQL expression evaluated by the statement that writes the transition, only when that
+ * statement writes it (its compare-and-set won), then `last` work given its value. A failure of the
+ * expression fails that statement, and so the transition (its sender retries): only SQL that fails
+ * no more often than the write itself belongs here.
+ */
+export interface RidingWork {
+  /** Names the combined prepared statement: one name per `sql` text. */
+  name: string;
+  /** The expression, its parameters numbered from $first. */
+  sql(first: number): string;
+  values: unknown[];
+  then(value: unknown, tx: Queryable): Promise<void>;
+}
 export type AfterCommitWork = (pool: pg.Pool) => Promise<unknown>;
 
 export interface EngineDeps {

@@ -1,3 +1,4 @@
+import type { RidingWork } from './engine-contract.js';
 import { insertJobsSql, WAKE_WORKERS_SQL } from './effect-jobs.js';
 
 // The statements that write a transition (persistence/apply-event.ts decides; these write). Named, so
@@ -74,17 +75,19 @@ export interface RecordedWith {
  * The write statement with, as CTEs written only when it is (they read `written`), the transition's
  * jobs (`jobs`: their JSON at $first, woken as pg-boss wakes them) and the caller's row (`alongside`:
  * its parameters numbered after). Answers journal_rows (0: the compare-and-set lost, nothing written)
- * and alongside_id; with `recorded` (its CTEs' parameters numbered after the others), gate_open.
+ * and alongside_id; with `recorded` (its CTEs' parameters numbered after the others), gate_open; with
+ * `riders` (TransitionScope.ride, parameters numbered last), rider_<i>: each one's value.
  * One named statement per combination.
  */
 const composed = new Map<string, { name: string; text: string }>();
 export function composeWrite(
   write: { name: string; text: string },
-  parts: { jobs: boolean; alongside?: WrittenAlongside | undefined; recorded?: RecordedWith | undefined },
+  parts: { jobs: boolean; alongside?: WrittenAlongside | undefined; recorded?: RecordedWith | undefined; riders?: readonly RidingWork[] },
   first: number,
 ) {
   const { jobs, alongside, recorded } = parts;
-  const name = `${write.name}${jobs ? '+jobs' : ''}${alongside ? `+${alongside.name}` : ''}${recorded ? `+${recorded.name}` : ''}`;
+  const riders = parts.riders ?? [];
+  const name = `${write.name}${jobs ? '+jobs' : ''}${alongside ? `+${alongside.name}` : ''}${recorded ? `+${recorded.name}` : ''}${riders.map((r) => `+${r.name}`).join('')}`;
   let statement = composed.get(name);
   if (!statement) {
     // Both write statements end with the journal insert: it becomes a CTE of its own.
@@ -97,12 +100,20 @@ export function composeWrite(
     const ctes = [`journal AS (${JOURNAL} RETURNING 1)`];
     if (jobs) ctes.push(`ins AS (${insertJobsSql(`$${first}`, 'written')})`, `woken AS (${WAKE_WORKERS_SQL})`);
     if (alongside) ctes.push(`alongside AS (${alongside.sql(first + (jobs ? 1 : 0))})`);
+    // Riding expressions, parameters numbered after everything else's, evaluated once per row of
+    // `written`: not at all when the compare-and-set lost.
+    let at = first + (jobs ? 1 : 0) + (alongside?.values.length ?? 0) + (recorded?.values.length ?? 0);
+    const ridden = riders.map((rider, i) => {
+      const column = `, (SELECT ${rider.sql(at)} FROM written) AS rider_${i}`;
+      at += rider.values.length;
+      return column;
+    });
     // `woken` is selected so that its pg_notify calls run (a CTE nobody reads is not evaluated).
     statement = {
       name,
       text: `${head},
   ${ctes.join(',\n  ')}
-  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? ', (SELECT count(*) FROM woken)::int AS woken' : ''}${recorded ? `, (${recorded.gate}) AS gate_open` : ''}`,
+  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? ', (SELECT count(*) FROM woken)::int AS woken' : ''}${recorded ? `, (${recorded.gate}) AS gate_open` : ''}${ridden.join('')}`,
     };
     composed.set(name, statement);
   }

@@ -7,7 +7,7 @@ import { findChannel } from '../../channels/channels.repo.js';
 import { HOST_ASSET, isDirect, isUsdStablecoin, lockedUnits } from '../../domain/payout-plan.js';
 import { fromBaseUnits } from '../../domain/units.js';
 import { deadLetters } from '../../operator/metrics.js';
-import type { Engine } from '../../persistence/apply-event.js';
+import type { Engine, RidingWork } from '../../persistence/apply-event.js';
 import type { Queryable } from '../../persistence/transaction.js';
 import { inTransaction } from '../../persistence/transaction.js';
 import { NotYet, type PayoutExecutor } from '../../payouts/payout-executor.js';
@@ -17,7 +17,7 @@ import {
   claimBatch,
   findBatch,
   lockAndCheckThreshold,
-  tryLockAndCheckThreshold,
+  tryLockAndCheckThresholdSql,
   paymentsOfBatch,
   resumeBatch,
   setBatchStatus,
@@ -91,13 +91,21 @@ async function claimCheckedIn(boss: PgBoss, tx: Queryable, openChannelId: string
 /**
  * At the end of a payment's transaction that credited the channel (src/actors/payouts/accumulate.actor.ts):
  * claims the channel's open credits if they are worth its threshold, under the channel's claim lock, but
- * without waiting for it. 'busy' when another transaction holds it: nothing was checked, and the caller
- * checks after its commit (claimAndSchedule, which waits for the lock there).
+ * without waiting for it. The check rides in the statement that writes the payment (TransitionScope.ride);
+ * the claim, when enough, follows in the same transaction. When another transaction holds the lock
+ * nothing was checked, and `busy` is called: the caller checks after its commit (claimWhenReady, which
+ * waits for the lock there).
  */
-export async function tryClaimAndScheduleIn(boss: PgBoss, tx: Queryable, openChannelId: string, thresholdUsd: string): Promise<string | null | 'busy'> {
-  const ready = await tryLockAndCheckThreshold(tx, openChannelId, thresholdUsd);
-  if (ready === null) return 'busy';
-  return ready ? claimCheckedIn(boss, tx, openChannelId, thresholdUsd) : null;
+export function claimCheckRiding(boss: PgBoss, openChannelId: string, thresholdUsd: string, busy: () => void): RidingWork {
+  const check = tryLockAndCheckThresholdSql(openChannelId, thresholdUsd);
+  return {
+    name: 'batch-claim-try',
+    ...check,
+    async then(enough, tx) {
+      if (enough === null) busy();
+      else if (enough === true) await claimCheckedIn(boss, tx, openChannelId, thresholdUsd);
+    },
+  };
 }
 
 /**

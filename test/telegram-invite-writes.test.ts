@@ -5,7 +5,8 @@ import { runEffectJob } from '../src/actors/runner.js';
 import { createEngine } from '../src/persistence/apply-event.js';
 import { startFakeTelegram, type FakeTelegram } from '../src/sandbox/telegram.fake.js';
 import { createTelegramBot } from '../src/telegram/client.js';
-import { beginLinkAttempt, claimInvite } from '../src/telegram/invites.repo.js';
+import { claimInvite } from '../src/telegram/invite-claim.repo.js';
+import { beginLinkAttempt } from '../src/telegram/invites.repo.js';
 import { subscriptionQueues } from '../src/telegram/subscriptions.service.js';
 import { journalOf, startTestEngine, type TestEngine } from './support/engine.js';
 import { callsTo, inviteRow, paidOrderFixture, payAndRoute, seedOrder, TOKEN } from './telegram-fixtures.js';
@@ -104,13 +105,18 @@ async function oneInvite(inviteExpireAfterMs: number, beforeJob: (paymentId: str
   const applied = await runEffectJob({ pool, engine, log: e.log }, actor, job);
   expect(applied.outcome).toBe('applied');
   const result = (await journalOf(e.db, o.paymentId)).at(-1)!.event_type;
-  // The grant's own statements (subscriptions, and whatever it schedules) belong to the subscriptions
-  // module; they ride in the first transaction and are not the invite's bookkeeping.
-  const own = (statements: string[]) => statements.filter((s) => !/subscription|pgboss/i.test(s));
+  // Statements of the subscriptions module alone (a grant's, and whatever it schedules) are not the
+  // invite's bookkeeping. The first transaction's two statements carry the subscription's lock and grant
+  // together with the invite's read of the payment and its claim: those count (they read payments or
+  // write invites), whatever else they touch.
+  const own = (statements: string[]) => statements.filter((s) => !/subscription|pgboss/i.test(s) || /\b(payments|invites)\b/i.test(s));
   const shape = timeline.map((step) => ('call' in step ? step.call : 'tx'));
   const statements = timeline.flatMap((step) => ('tx' in step ? own(step.tx) : []));
   return { o, result, timeline, shape, statements };
 }
+
+/** The statements of the first transaction committed: BEGIN and COMMIT around the two of the grant and the claim. */
+const firstCommit = (timeline: Step[]) => (timeline.find((step) => 'tx' in step) as { tx: string[] }).tx;
 
 /** The statements of the last transaction committed. */
 const lastCommit = (timeline: Step[]) => (timeline.filter((step) => 'tx' in step).at(-1) as { tx: string[] }).tx;
@@ -120,9 +126,14 @@ describe('the invite bookkeeping: as few writes as at-most-once allows', () => {
     const { o, result, shape, statements, timeline } = await oneInvite(86_400_000);
     expect(result).toBe('invite.sent');
     expect(shape).toEqual(['tx', 'createChatInviteLink', 'tx', 'editChatInviteLink', 'tx', 'sendMessage', 'tx']);
-    // read the route/channel/plan, claim + attempt, store the link, extended + send attempted, then
-    // sent + released, the result and the payment's transition with its journal row in one statement
+    // read the route/channel/plan + lock the subscription, grant + claim + attempt, store the link,
+    // extended + send attempted, then sent + released, the result and the payment's transition with
+    // its journal row in one statement
     expect(statements).toHaveLength(5);
+    expect(firstCommit(timeline)).toEqual([
+      expect.stringMatching(/^WITH target AS \(SELECT p\.view->'route'.* FROM payments p .*INSERT INTO subscriptions .*SELECT target\.route/),
+      expect.stringMatching(/^WITH granted AS \( INSERT INTO subscription_grants .*UPDATE subscriptions s .*claimed AS \( INSERT INTO invites .*recorded AS \( INSERT INTO invite_link_attempts/),
+    ]);
     const last = lastCommit(timeline);
     expect(last).toHaveLength(1);
     expect(last[0]).toMatch(/fact AS \(UPDATE invites SET sent_at = now\(\).*effect_result AS \(INSERT INTO effect_results.*UPDATE payments SET snapshot.*AND \(EXISTS \(SELECT 1 FROM effect_result\)\)/);
@@ -136,10 +147,11 @@ describe('the invite bookkeeping: as few writes as at-most-once allows', () => {
   });
 
   it('INVITE_EXPIRE_AFTER within the pending lifetime: no extension; 3 transactions with the result and the transition', async () => {
-    const { o, result, shape, statements } = await oneInvite(5 * 60_000);
+    const { o, result, shape, statements, timeline } = await oneInvite(5 * 60_000);
     expect(result).toBe('invite.sent');
     expect(shape).toEqual(['tx', 'createChatInviteLink', 'tx', 'sendMessage', 'tx']);
     expect(statements).toHaveLength(4);
+    expect(firstCommit(timeline)).toHaveLength(2);
     expect(callsTo(tg, 'editChatInviteLink', o.closedChannelId, false)).toHaveLength(0);
     expect(await inviteRow(e.db, o.orderId)).toMatchObject({ lease_owner: null, invite_link: expect.any(String) });
   });

@@ -1,10 +1,9 @@
 import type { ChannelRow } from '../channels/channels.repo.js';
 import type { PlanRow } from '../channels/plans.repo.js';
 import type { Route } from '../machines/payment.events.js';
-import type { Queryable } from './invites.repo.js';
 
-// What the invite actor reads about a payment's channel and plan, in one round trip (tables from
-// migrations/002, owned by the channel admin; read-only here). The bot uses the admin's repositories.
+// What the invite actor reads about a payment's channel and plan (tables from migrations/002, owned by
+// the channel admin; read-only here). The bot uses the admin's repositories.
 
 /** texts: the channel's custom bot texts (validated again where they are used). */
 export type CatalogChannel = Pick<ChannelRow, 'openChannelId' | 'closedChannelId' | 'title'> & { texts?: unknown };
@@ -16,9 +15,12 @@ export interface AccessTarget {
   plan: CatalogPlan | null;
 }
 
-const ACCESS_TARGET = {
-  name: 'invite-access-target',
-  text: `SELECT p.view->'route' AS route,
+/**
+ * SQL: what the invite effect needs about the payment $1, in one row (none when there is no such
+ * payment): its route, its channel and its plan (each NULL when absent). The invite actor reads it as
+ * the first CTE of the statement that also locks the subscription to grant (src/telegram/invite-claim.repo.ts).
+ */
+export const ACCESS_TARGET_SQL = `SELECT p.view->'route' AS route,
             CASE WHEN c.open_channel_id IS NULL THEN NULL ELSE json_build_object(
               'openChannelId', c.open_channel_id::text, 'closedChannelId', c.closed_channel_id::text, 'title', c.title, 'texts', c.texts) END AS channel,
             CASE WHEN pl.plan_id IS NULL THEN NULL ELSE json_build_object(
@@ -30,14 +32,4 @@ const ACCESS_TARGET = {
                                                         THEN (p.view->'route'->>'channelId')::bigint END
        -- Plan ids are unique per channel (migration 010): the plan is the route's channel's plan of that id.
        LEFT JOIN plans pl ON pl.open_channel_id = c.open_channel_id AND pl.plan_id = p.view->'route'->>'planId'
-      WHERE p.payment_id = $1`,
-};
-
-/**
- * What the invite effect needs, in one statement: the payment's route, its channel and its plan. Named
- * (parsed and planned once per connection); the invite actor reads it inside its claim transaction.
- */
-export async function accessTargetOf(db: Queryable, paymentId: string): Promise<AccessTarget> {
-  const { rows } = await db.query<AccessTarget>({ ...ACCESS_TARGET, values: [paymentId] });
-  return rows[0] ?? { route: null, channel: null, plan: null };
-}
+      WHERE p.payment_id = $1`;

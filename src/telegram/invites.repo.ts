@@ -4,7 +4,8 @@ import type { Queryable } from '../persistence/transaction.js';
 // the last attempt got (link created? send attempted? sent?). bigint ids come back as strings.
 // Each step is one statement (its own transaction unless the caller passes one), named so that every
 // connection parses and plans it once; which steps share a write, and why that keeps the invite
-// at-most-once, is in the invite actor's header (src/actors/telegram/invite.actor.ts).
+// at-most-once, is in the invite actor's header (src/actors/telegram/invite.actor.ts). The claim that
+// starts each job, alone or with the subscription's grant, is in src/telegram/invite-claim.repo.ts.
 
 export type { Queryable };
 
@@ -33,41 +34,13 @@ export interface Invite {
   inviteAttempt: number;
 }
 
-const COLUMNS = `order_id AS "orderId", payment_id AS "paymentId", chat_id::text AS "chatId",
+export const INVITE_COLUMNS = `order_id AS "orderId", payment_id AS "paymentId", chat_id::text AS "chatId",
   buyer_telegram_id::text AS "buyerTelegramId", invite_link AS "inviteLink", expire_date AS "expireDate",
   link_name AS "linkName", extended_at AS "extendedAt",
   create_attempts AS "createAttempts", replaced_links AS "replacedLinks", send_attempted_at AS "sendAttemptedAt",
   sent_at AS "sentAt", message_id::text AS "messageId", undeliverable_reason AS "undeliverableReason",
   revoked_at AS "revokedAt", revoke_reason AS "revokeReason", joined_by::text AS "joinedBy", joined_at AS "joinedAt",
   invite_attempt AS "inviteAttempt"`;
-
-export interface ClaimInput {
-  orderId: string;
-  paymentId: string;
-  chatId: string;
-  buyerTelegramId: string;
-  /**
-   * Who holds the lease: `<pg-boss job id>#<retry count>` (leaseOwner). A retry of the same job takes
-   * the lease over at once (pg-boss retries a job only once it judged the earlier attempt dead: failed,
-   * expired, heartbeat lost), and the owner string fences the earlier attempt out if it was still alive.
-   */
-  owner: string;
-  leaseMs: number;
-  /** The job's invite attempt (operator.reinvite / operator.retry bump it); a new row starts at it. */
-  attempt: number;
-  /** The expiry the next createChatInviteLink asks for, when the claim records that call (see claimInvite). */
-  linkExpireDate: Date;
-}
-
-export interface Claim {
-  invite: Invite;
-  /**
-   * The createChatInviteLink the caller is to make next, recorded (committed) with the claim: set when
-   * the claimed row has no link and no newer invite attempt is to start (the caller's very next step is
-   * that call), null otherwise.
-   */
-  linkAttempt: LinkAttempt | null;
-}
 
 /** The lease owner of one attempt of one job; the part before '#' names the job. */
 export const leaseOwner = (jobId: string, retryCount: number): string => `${jobId}#${retryCount}`;
@@ -97,7 +70,7 @@ const linkNameSql = (orderId: string, attempt: string) =>
  * attempt is numbered and written; a concurrent numbering (impossible under the lease) would fail on
  * the primary key rather than share a number.
  */
-const recordAttempt = (holder: string, expire: string) => `
+export const recordAttempt = (holder: string, expire: string) => `
   begun AS (
     SELECT h.order_id, h.chat_id, coalesce((SELECT max(a.attempt) FROM invite_link_attempts a WHERE a.order_id = h.order_id), 0) + 1 AS attempt
       FROM ${holder} h
@@ -110,49 +83,8 @@ const recordAttempt = (holder: string, expire: string) => `
     RETURNING order_id, attempt, name, expire_date
   )`;
 
-const attemptOf = (row: { attemptNo: number | null; attemptName: string | null; attemptExpireDate: Date | null }, orderId: string): LinkAttempt | null =>
+export const attemptOf = (row: { attemptNo: number | null; attemptName: string | null; attemptExpireDate: Date | null }, orderId: string): LinkAttempt | null =>
   row.attemptNo === null ? null : { orderId, attempt: row.attemptNo, name: row.attemptName!, expireDate: row.attemptExpireDate! };
-
-const CLAIM = {
-  name: 'invite-claim',
-  text: `WITH claimed AS (
-    INSERT INTO invites (order_id, payment_id, chat_id, buyer_telegram_id, lease_owner, lease_until, create_attempts, invite_attempt)
-    VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond', 1, $7)
-    ON CONFLICT (order_id) DO UPDATE SET lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until, updated_at = now(),
-      -- No link yet means this job is about to ask Telegram for one: counted before the call.
-      create_attempts = invites.create_attempts + CASE WHEN invites.invite_link IS NULL THEN 1 ELSE 0 END
-      WHERE invites.lease_until IS NULL OR invites.lease_until < now()
-         OR split_part(invites.lease_owner, '#', 1) = split_part(EXCLUDED.lease_owner, '#', 1)
-    RETURNING *
-  ), needs_link AS (
-    -- The caller's next step is createChatInviteLink exactly when the row it now holds has no link and
-    -- no newer invite attempt is to start first (that one may revoke and reset, see takeInviteAttempt).
-    SELECT order_id, chat_id FROM claimed WHERE invite_link IS NULL AND invite_attempt >= $7
-  ), ${recordAttempt('needs_link', '$8')}
-  SELECT ${COLUMNS}, (SELECT attempt FROM recorded) AS "attemptNo", (SELECT name FROM recorded) AS "attemptName",
-         (SELECT expire_date FROM recorded) AS "attemptExpireDate"
-    FROM claimed`,
-};
-
-/**
- * Creates the order's invite row if absent and leases it to this job; counts a link creation about to
- * happen (no link stored yet), so more than one attempt shows a timed-out call may have left a link
- * behind. When that creation is the caller's next step, it is recorded here too (`linkAttempt`), in
- * the same statement: committed with the lease, before the call, as beginLinkAttempt would.
- * Null when another job holds an unexpired lease (a second payment for the same order): then nothing
- * is written. A later attempt of the same job takes over at once; every write that acts on the
- * invite's behalf is then fenced on the owner.
- */
-export async function claimInvite(db: Queryable, c: ClaimInput): Promise<Claim | null> {
-  const { rows } = await db.query<Invite & { attemptNo: number | null; attemptName: string | null; attemptExpireDate: Date | null }>({
-    ...CLAIM,
-    values: [c.orderId, c.paymentId, c.chatId, c.buyerTelegramId, c.owner, c.leaseMs, c.attempt, c.linkExpireDate],
-  });
-  const row = rows[0];
-  if (!row) return null;
-  const { attemptNo: _n, attemptName: _m, attemptExpireDate: _e, ...invite } = row;
-  return { invite, linkAttempt: attemptOf(row, c.orderId) };
-}
 
 /** The lease moved on (a later attempt of this job took it over): this run must not act any more. */
 export class LeaseLost extends Error {
@@ -171,14 +103,14 @@ export async function releaseInvite(db: Queryable, orderId: string, owner: strin
 const TAKE_ATTEMPT = {
   name: 'invite-take-attempt',
   text: `UPDATE invites SET invite_attempt = $3, updated_at = now()
-          WHERE order_id = $1 AND lease_owner = $2 AND invite_attempt < $3 RETURNING ${COLUMNS}`,
+          WHERE order_id = $1 AND lease_owner = $2 AND invite_attempt < $3 RETURNING ${INVITE_COLUMNS}`,
 };
 const TAKE_ATTEMPT_OVER = {
   name: 'invite-take-attempt-over',
   text: `UPDATE invites SET invite_attempt = $3, replaced_links = replaced_links + (invite_link IS NOT NULL)::int, invite_link = NULL, link_name = NULL,
                 expire_date = NULL, extended_at = NULL, created_at = NULL, send_attempted_at = NULL, sent_at = NULL, message_id = NULL,
                 undeliverable_reason = NULL, revoked_at = NULL, revoke_reason = NULL, joined_by = NULL, joined_at = NULL, updated_at = now()
-          WHERE order_id = $1 AND lease_owner = $2 AND invite_attempt < $3 RETURNING ${COLUMNS}`,
+          WHERE order_id = $1 AND lease_owner = $2 AND invite_attempt < $3 RETURNING ${INVITE_COLUMNS}`,
 };
 
 /**
@@ -346,8 +278,8 @@ export const markSent = (db: Queryable, orderId: string, messageId: number, owne
 /** The DM cannot go out, or may have gone out unconfirmed (then it is not sent again). Also ends `owner`'s lease. */
 export const markUndeliverable = (db: Queryable, orderId: string, reason: string, owner: string) => recordFact(db, MARK_UNDELIVERABLE, orderId, [reason, owner]);
 
-const FIND_BY_LINK = { name: 'invite-find-by-link', text: `SELECT ${COLUMNS} FROM invites WHERE invite_link = $1` };
-const FIND = { name: 'invite-find', text: `SELECT ${COLUMNS} FROM invites WHERE order_id = $1` };
+const FIND_BY_LINK = { name: 'invite-find-by-link', text: `SELECT ${INVITE_COLUMNS} FROM invites WHERE invite_link = $1` };
+const FIND = { name: 'invite-find', text: `SELECT ${INVITE_COLUMNS} FROM invites WHERE order_id = $1` };
 
 export async function findInviteByLink(db: Queryable, link: string): Promise<Invite | null> {
   const { rows } = await db.query<Invite>({ ...FIND_BY_LINK, values: [link] });

@@ -65,33 +65,90 @@ const armTimersSql = (expiry: string, offsets: string) =>
 // the same order committed while this one waited for the lock is not in that statement's snapshot, so
 // the grant insert skips an order already granted (ON CONFLICT on order_id) and the extension, which
 // only follows an inserted grant, does not happen: an order never extends a subscription twice.
-const LOCK_SUBSCRIPTION = {
-  name: 'subscription-lock-for-grant',
-  text: `WITH prior AS (
-      SELECT subscription_id::text AS subscription_id, starts_at, expires_at FROM subscription_grants WHERE order_id = $3
+/**
+ * The CTEs `prior` (the order's earlier grant) and `sub` (the buyer's subscription to the channel,
+ * inserted or touched: locked), as SQL expressions: the buyer, the channel and the order. With `from`
+ * (a FROM clause, with its WHERE), the subscription is the one row per row it yields, and none when it
+ * yields none: the invite's statement (src/telegram/invite-claim.repo.ts) locks only when the channel and
+ * the plan it reads exist. Selected with LOCKED_FOR_GRANT, `FROM sub LEFT JOIN prior ON true`.
+ */
+export const lockForGrantCtes = (k: { buyer: string; channel: string; orderId: string; from?: string }) => {
+  const row = `${k.buyer}, ${k.channel}, date_trunc('milliseconds', now())`;
+  return `prior AS (
+      SELECT subscription_id::text AS subscription_id, starts_at, expires_at FROM subscription_grants WHERE order_id = ${k.orderId}
     ), sub AS (
-      INSERT INTO subscriptions (buyer_telegram_id, open_channel_id, expires_at) VALUES ($1, $2, date_trunc('milliseconds', now()))
+      INSERT INTO subscriptions (buyer_telegram_id, open_channel_id, expires_at) ${k.from ? `SELECT ${row} FROM ${k.from}` : `VALUES (${row})`}
       ON CONFLICT (buyer_telegram_id, open_channel_id) DO UPDATE SET updated_at = subscriptions.updated_at
       RETURNING subscription_id::text AS subscription_id, expires_at
-    )
-    SELECT sub.subscription_id AS "subscriptionId", sub.expires_at AS "expiresAt", date_trunc('milliseconds', now()) AS now,
-           prior.subscription_id AS "priorSubscriptionId", prior.starts_at AS "priorStartsAt", prior.expires_at AS "priorExpiresAt"
+    )`;
+};
+
+/** What lockForGrantCtes answers (LockedForGrant). */
+export const LOCKED_FOR_GRANT = `sub.subscription_id AS "subscriptionId", sub.expires_at AS "expiresAt", date_trunc('milliseconds', now()) AS now,
+           prior.subscription_id AS "priorSubscriptionId", prior.starts_at AS "priorStartsAt", prior.expires_at AS "priorExpiresAt"`;
+
+/** The subscription locked for a grant, the database's clock then, and the order's earlier grant if there was one. */
+export interface LockedForGrant {
+  subscriptionId: string;
+  expiresAt: Date;
+  now: Date;
+  priorSubscriptionId: string | null;
+  priorStartsAt: Date | null;
+  priorExpiresAt: Date | null;
+}
+
+const LOCK_SUBSCRIPTION = {
+  name: 'subscription-lock-for-grant',
+  text: `WITH ${lockForGrantCtes({ buyer: '$1', channel: '$2', orderId: '$3' })}
+    SELECT ${LOCKED_FOR_GRANT}
       FROM sub LEFT JOIN prior ON true`,
 };
 
-const GRANT = {
-  name: 'subscription-grant',
-  text: `WITH granted AS (
+// The grant (skipped when the order has one), then the extension, which follows only an inserted grant.
+const grantedCte = `granted AS (
        INSERT INTO subscription_grants (order_id, subscription_id, payment_id, plan_id, duration_days, starts_at, expires_at)
        VALUES ($2, $1, $3, $4, $5, $6, $7)
        ON CONFLICT (order_id) DO NOTHING
        RETURNING subscription_id, starts_at, expires_at
-     )
-     UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now(),
+     )`;
+const extendSql = `UPDATE subscriptions s SET expires_at = granted.expires_at, removed_at = NULL, removal_dry_run_at = NULL, updated_at = now(),
             ${armTimersSql('granted.expires_at', '$8')}
        FROM granted WHERE s.subscription_id = granted.subscription_id
-     RETURNING s.subscription_id::text AS "subscriptionId", granted.starts_at AS "startsAt", granted.expires_at AS "expiresAt"`,
-};
+     RETURNING s.subscription_id::text AS "subscriptionId", granted.starts_at AS "startsAt", granted.expires_at AS "expiresAt"`;
+/**
+ * The grant as CTEs: `granted` and `extended` (the subscription moved to the grant's end, its timers
+ * armed; a row only when the grant was inserted), parameters $1..$8 (grantValues): a statement that
+ * composes them numbers its own parameters after these.
+ */
+export const grantCtes = `${grantedCte}, extended AS (${extendSql})`;
+
+const GRANT = { name: 'subscription-grant', text: `WITH ${grantedCte} ${extendSql}` };
+
+/** The order's earlier grant, when the lock found one: nothing is to be granted or extended. */
+export const priorGrantOf = (sub: LockedForGrant): Grant | null =>
+  sub.priorSubscriptionId === null ? null : { subscriptionId: sub.priorSubscriptionId, startsAt: sub.priorStartsAt!, expiresAt: sub.priorExpiresAt!, fresh: false };
+
+/**
+ * The grant statement's parameters ($1..$8): the period is grantPeriod's rule, the one place it is
+ * decided, fed with the expiry read under the lock and the database's clock then.
+ */
+export function grantValues(sub: LockedForGrant, g: Pick<GrantInput, 'orderId' | 'paymentId' | 'planId' | 'durationDays'>, remindersMs: readonly number[]): unknown[] {
+  const period = grantPeriod({ currentExpiresAt: sub.expiresAt, now: sub.now, durationDays: g.durationDays });
+  return [sub.subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays, period.startsAt, period.expiresAt, remindersMs];
+}
+
+/**
+ * The grant as `extended` answered it, or, when the insert skipped (a grant of the same order committed
+ * while this transaction waited for the lock, see LOCK_SUBSCRIPTION), that earlier grant: one more read, rare.
+ */
+export async function grantMade(tx: Queryable, extended: Omit<Grant, 'fresh'> | undefined, orderId: string): Promise<Grant> {
+  if (extended) return { ...extended, fresh: true };
+  const { rows: prior } = await tx.query<Omit<Grant, 'fresh'>>(
+    `SELECT subscription_id::text AS "subscriptionId", starts_at AS "startsAt", expires_at AS "expiresAt" FROM subscription_grants WHERE order_id = $1`,
+    [orderId],
+  );
+  return { ...prior[0]!, fresh: false };
+}
 
 /**
  * Starts or extends the buyer's subscription for this order, once. Call inside a transaction: the
@@ -100,31 +157,17 @@ const GRANT = {
  * period itself is grantPeriod's rule (src/domain/subscription.ts), fed with the expiry read under the
  * lock and the database's clock. The statement that moves the expiry also arms its timers (reminders at
  * `remindersMs` before it; the removal is expires_at itself): nothing else is scheduled anywhere.
- * Two statements (lock and read; grant and extend), one when the order was granted before.
+ * Two statements (lock and read; grant and extend), one when the order was granted before. The invite
+ * actor composes the same pieces into its own two (src/telegram/invite-claim.repo.ts): the lock with
+ * its read of the route, channel and plan, the grant with the invite's claim.
  */
 export async function grantSubscription(tx: pg.PoolClient, g: GrantInput, remindersMs: readonly number[]): Promise<Grant> {
-  const { rows: subs } = await tx.query<{
-    subscriptionId: string;
-    expiresAt: Date;
-    now: Date;
-    priorSubscriptionId: string | null;
-    priorStartsAt: Date | null;
-    priorExpiresAt: Date | null;
-  }>({ ...LOCK_SUBSCRIPTION, values: [g.buyerTelegramId, g.openChannelId, g.orderId] });
+  const { rows: subs } = await tx.query<LockedForGrant>({ ...LOCK_SUBSCRIPTION, values: [g.buyerTelegramId, g.openChannelId, g.orderId] });
   const sub = subs[0]!;
-  if (sub.priorSubscriptionId !== null) return { subscriptionId: sub.priorSubscriptionId, startsAt: sub.priorStartsAt!, expiresAt: sub.priorExpiresAt!, fresh: false };
-  const period = grantPeriod({ currentExpiresAt: sub.expiresAt, now: sub.now, durationDays: g.durationDays });
-  const { rows } = await tx.query<Omit<Grant, 'fresh'>>({
-    ...GRANT,
-    values: [sub.subscriptionId, g.orderId, g.paymentId, g.planId, g.durationDays, period.startsAt, period.expiresAt, remindersMs],
-  });
-  if (rows[0]) return { ...rows[0], fresh: true };
-  // Granted by a transaction that committed while this one waited for the lock (see LOCK_SUBSCRIPTION).
-  const { rows: prior } = await tx.query<Omit<Grant, 'fresh'>>(
-    `SELECT subscription_id::text AS "subscriptionId", starts_at AS "startsAt", expires_at AS "expiresAt" FROM subscription_grants WHERE order_id = $1`,
-    [g.orderId],
-  );
-  return { ...prior[0]!, fresh: false };
+  const prior = priorGrantOf(sub);
+  if (prior) return prior;
+  const { rows } = await tx.query<Omit<Grant, 'fresh'>>({ ...GRANT, values: grantValues(sub, g, remindersMs) });
+  return grantMade(tx, rows[0], g.orderId);
 }
 
 /** Arms a locked subscription's timers for its current expiry (after a manual grant, extension or revoke moved it). */

@@ -3,10 +3,8 @@ import type { PgBoss } from 'pg-boss';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { PaymentEvent } from '../../machines/payment.events.js';
-import { accessTargetOf } from '../../telegram/catalog.repo.js';
 import {
   beginLinkAttempt,
-  claimInvite,
   clearSendAttempt,
   leaseOwner,
   markSendAttempted,
@@ -24,7 +22,7 @@ import {
 import { openChannelKeyboard } from '../../telegram/keyboards.js';
 import { inTransaction, type Queryable } from '../../persistence/transaction.js';
 import { inviteText } from '../../telegram/messages.js';
-import { grantAndScheduleIn } from '../../telegram/subscriptions.service.js';
+import { grantAndClaim, lockAccessTarget } from '../../telegram/invite-claim.repo.js';
 import { classifyTelegramError, isLinkGone, retryAfterOf } from '../../telegram/telegram-errors.js';
 import { pause, withoutRateLimitWaits } from './rate-limit-waits.js';
 import { PermanentFailure } from '../../domain/errors.js';
@@ -68,7 +66,8 @@ import type { EffectActor, EffectContext, ResultFact } from '../effect-actor.js'
 // (three when INVITE_EXPIRE_AFTER is within the pending lifetime), down from eight;
 // test/telegram-invite-writes.test.ts counts them. Which records share a write, and why each pair is
 // still at-most-once:
-//   1. read + grant + claim + attempt (one transaction; the claim and the attempt are one statement):
+//   1. read + grant + claim + attempt (one transaction of two statements: the read with the
+//      subscription's lock, then the grant with the claim and the attempt; src/telegram/invite-claim.repo.ts):
 //      the route/channel/plan read, the grant, the lease and, when the claimed row has no link and no
 //      newer invite attempt is to start first, the record of the createChatInviteLink made next. The
 //      rule is "the attempt is committed before the call": it is, and the call follows the commit with
@@ -349,26 +348,23 @@ export function createInviteActor(deps: InviteActorDeps): EffectActor {
     effect: 'invite',
     async perform(job, context: EffectContext): Promise<PaymentEvent> {
       const owner = leaseOwner(context.jobId, context.retryCount);
-      // One transaction: what to grant and where (read), the grant (once per order), the invite's lease
-      // and, for an invite still without a link, the record of the createChatInviteLink made next.
+      // One transaction of two statements: what to grant and where (read) with the subscription's lock,
+      // then the grant (once per order) with the invite's lease and, for an invite still without a link,
+      // the record of the createChatInviteLink made next (src/telegram/invite-claim.repo.ts).
       const linkExpireDate = expiryIn(createLifetimeMs);
       const claimed = await inTransaction(pool, async (tx) => {
-        const { route, channel, plan } = await accessTargetOf(tx, job.paymentId);
+        const { route, channel, plan, locked } = await lockAccessTarget(tx, job.paymentId);
         // The invite effect follows route.done, which stores the route: its absence is a bug, not a state to retry.
         if (!route) throw new PermanentFailure(`payment ${job.paymentId} has no route`);
+        // A missing channel or plan created and locked no subscription: the read takes the lock only with both.
         if (!channel) return failed(`channel ${route.channelId} is not configured: add it, then retry`);
         if (!plan) return failed(`plan ${route.planId} not found: cannot tell how long access lasts; add it, then retry`);
-        const grant = await grantAndScheduleIn(deps, tx, {
+        const { grant, claim } = await grantAndClaim(tx, locked!, {
           orderId: route.orderId,
           paymentId: job.paymentId,
-          buyerTelegramId: route.buyerTelegramId,
-          openChannelId: route.channelId,
           planId: plan.planId,
           durationDays: plan.durationDays,
-        });
-        const claim = await claimInvite(tx, {
-          orderId: route.orderId,
-          paymentId: job.paymentId,
+          remindersMs: deps.remindersMs,
           chatId: channel.closedChannelId,
           buyerTelegramId: route.buyerTelegramId,
           owner,

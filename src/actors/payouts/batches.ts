@@ -109,7 +109,7 @@ export function claimCheckRiding(boss: PgBoss, openChannelId: string, thresholdU
 }
 
 /**
- * After a commit whose check found the channel's claim lock busy (tryClaimAndScheduleIn): waits for the
+ * After a commit whose check found the channel's claim lock busy (claimCheckRiding): waits for the
  * lock in one statement of its own, which releases it at once (nothing is held across a round trip),
  * and sums the open credits then, seeing the holder's credit; claims (claimAndSchedule) only if enough.
  */

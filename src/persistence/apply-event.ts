@@ -6,10 +6,10 @@ import { viewOf, type SummaryState } from '../machines/payment.view.js';
 import { effectJobsJson, withMissingQueueNamed } from './effect-jobs.js';
 import { composeWrite, INSERT_IF_ABSENT, UPDATE_IF_VERSION, type RecordedWith, type WrittenAlongside } from './transition-statements.js';
 import { ignoreCheckedOutError, type Queryable } from './transaction.js';
-import type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, LastWork, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
+import type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
 
 // The engine's contract lives in engine-contract.ts; its users import it from here.
-export type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, LastWork, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
+export type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
 
 // The one path every state change takes. The pure machine decides; the new snapshot, its read model
 // (src/machines/payment.view.ts), its journal row and the jobs for its effects commit together or not at all.
@@ -172,9 +172,7 @@ export function createEngine(deps: EngineDeps): Engine {
     };
     // Work the inline effects left for after the engine's own transaction commits (TransitionScope.afterCommit).
     const after: Written['after'] = [];
-    // Work the inline effects left for the end of the engine's own transaction (TransitionScope.last).
-    const lasts: Array<{ effect: Effect; spec: InlineEffect; work: LastWork }> = [];
-    // Work whose first statement rides in the write statement (TransitionScope.ride), then runs with `lasts`.
+    // Work for the end of the engine's own transaction, its first statement riding in the write (TransitionScope.ride).
     const riders: Array<{ effect: Effect; spec: InlineEffect; rider: RidingWork }> = [];
     const reads = new Map<string, unknown>();
     while (pending.length > 0) {
@@ -187,21 +185,14 @@ export function createEngine(deps: EngineDeps): Engine {
       let result: PaymentEvent | null;
       if (ownTransaction) {
         const scope: TransitionScope = {
-          last: (work) => void lasts.push({ effect, spec, work }),
           afterCommit: (work) => void after.push({ effect: effect.effect, work }),
           ride: (rider) => void riders.push({ effect, spec, rider }),
           reads,
         };
         result = spec.onError === 'fail' ? await spec.perform(tx, snapshot, scope) : await performOrThrow(effect, () => spec.perform(tx, snapshot, scope));
       } else {
-        // The caller commits: the effect does all its work in the caller's transaction ("last" work right
-        // after the effect, in the same savepoint).
-        const perform = async () => {
-          const now: LastWork[] = [];
-          const event = await spec.perform(tx, snapshot, { last: (work) => void now.push(work), afterCommit: null, ride: null, reads });
-          for (const work of now) await work(tx);
-          return event;
-        };
+        // The caller commits: the effect does all its work in the caller's transaction, in the same savepoint.
+        const perform = () => spec.perform(tx, snapshot, { afterCommit: null, ride: null, reads });
         result = spec.onError === 'fail' ? await perform() : await performOrQueue(tx, paymentId, effect, perform);
       }
       if (result === null) {
@@ -256,13 +247,13 @@ export function createEngine(deps: EngineDeps): Engine {
       if (recorded && !row.gate_open) return GATE_CLOSED;
       if (row.journal_rows === 0) return null;
       alongsideId = row.alongside_id;
-      // Their SQL ran first, in the write: their `then` runs before the other last work.
-      lasts.unshift(...riders.map(({ effect, spec, rider }, i) => ({ effect, spec, work: (db: Queryable) => rider.then(row[`rider_${i}`], db) })));
+      // Their SQL ran in the write; the rest of their work follows, last in the transaction.
+      for (const [i, { effect, spec, rider }] of riders.entries()) {
+        const then = () => rider.then(row[`rider_${i}`], tx);
+        if (spec.onError === 'fail') await then();
+        else await performOrThrow(effect, then);
+      }
     } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
-    for (const { effect, spec, work } of lasts) {
-      if (spec.onError === 'fail') await work(tx);
-      else await performOrThrow(effect, () => work(tx));
-    }
     return { version, state: summary.state, snapshot, effects: jobs, alongside: alongsideId, after };
   }
 

@@ -84,15 +84,8 @@ export interface InlineEffect {
 /** What the inline effects of one transition share (InlineEffect.perform). */
 export interface TransitionScope {
   /**
-   * Hands the engine work to run at the end of the transaction, after the payment, its journal and its
-   * jobs are written, right before the commit: a lock taken there is held for one statement and the
-   * commit, not for the rest of the transition. It fails like the effect itself. In a caller's
-   * transaction (whose end the engine does not see) it runs at once, after `perform`.
-   */
-  last(work: LastWork): void;
-  /**
    * Hands the engine work to run once the transition committed, on the pool, before applyEvent returns
-   * (it may be handed over from `last` work too): a check that must see this transaction's writes and
+   * (it may be handed over from riding work's `then` too): a check that must see this transaction's writes and
    * every other committed one (the threshold claim, when its lock was busy) runs there without holding
    * the transaction open. Null in a caller's transaction, whose commit the engine does not see: the
    * effect then does that work in the transaction. Its failure is reported
@@ -101,10 +94,12 @@ export interface TransitionScope {
    */
   afterCommit: ((work: AfterCommitWork) => void) | null;
   /**
-   * `last` work whose first statement rides in the statement that writes the transition (one round
-   * trip fewer: the threshold check, src/actors/payouts/accumulate.actor.ts). That statement is the
-   * transaction's last before the commit, so a lock the ridden SQL takes is held exactly as one taken
-   * by `last` work would be. Null in a caller's transaction (use `last`).
+   * Work for the end of the engine's own transaction whose first statement rides in the statement
+   * that writes the transition, after the payment, its journal and its jobs (no round trip of its own:
+   * the threshold check, src/actors/payouts/accumulate.actor.ts). That statement is the transaction's
+   * last before the commit, so a lock the ridden SQL takes is held for one statement and the commit,
+   * not for the rest of the transition; `then` runs right after it and fails like the effect itself.
+   * Null in a caller's transaction, whose end the engine does not see: the effect does that work itself.
    */
   ride: ((work: RidingWork) => void) | null;
   /**
@@ -115,11 +110,9 @@ export interface TransitionScope {
   reads: Map<string, unknown>;
 }
 
-export type LastWork = (tx: Queryable) => Promise<void>;
-
 /**
  * A scalar SQL expression evaluated by the statement that writes the transition, only when that
- * statement writes it (its compare-and-set won), then `last` work given its value. A failure of the
+ * statement writes it (its compare-and-set won), then `then`, in the transaction, given its value. A failure of the
  * expression fails that statement, and so the transition (its sender retries): only SQL that fails
  * no more often than the write itself belongs here.
  */

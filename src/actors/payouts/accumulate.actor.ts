@@ -69,7 +69,7 @@ export function createAccumulateActor(deps: { pool: pg.Pool; boss: PgBoss }): Ef
     effect: 'accumulate',
     perform: (job) =>
       inTransaction(deps.pool, async (tx) =>
-        accumulate(tx, { boss: deps.boss }, job.paymentId, await readPayoutFacts(tx, job.paymentId), { last: () => {}, afterCommit: null, ride: null, reads: new Map() }),
+        accumulate(tx, { boss: deps.boss }, job.paymentId, await readPayoutFacts(tx, job.paymentId), { afterCommit: null, ride: null, reads: new Map() }),
       ),
   };
 }

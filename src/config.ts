@@ -141,6 +141,12 @@ export const configSchema = z.object({
   ALLOW_EMBEDDED_DB_IN_PRODUCTION: z.stringbool().default(false),
   WORKER_BATCH_SIZE: int(20, 1, 500),
   WORKER_CONCURRENCY: int(2, 1, 64),
+  /**
+   * Jobs this process's own transitions create that it runs itself right after the commit, at most at
+   * once (eager dispatch, src/actors/eager-jobs.ts); beyond that they wait for a worker. 0: never.
+   * Only where workers run (ROLE all or worker).
+   */
+  EAGER_JOB_LIMIT: int(40, 0, 1000),
   SHUTDOWN_GRACE: duration('10s'),
 
   // Operators (docs/operators.md): when a payment counts as stuck, and how long /metrics reuses its counts.

@@ -6,6 +6,7 @@ import { createActors, inlineEffects } from './actors/index.js';
 import type { EffectActor } from './actors/effect-actor.js';
 import { batchQueues, resumeParkedBatch, startBatchWorkers } from './actors/payouts/batches.js';
 import { startActors, startDeadLetterWorker } from './actors/runner.js';
+import { createEagerRunner } from './actors/eager-jobs.js';
 import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import { buildHealthApp } from './http/health-app.js';
@@ -24,7 +25,7 @@ import { openDatabase, type Database } from './persistence/database.js';
 import { backfillPaymentViews } from './persistence/backfill-views.js';
 import { migrate } from './persistence/migrate.js';
 import { startListener } from './persistence/listener.js';
-import { createBoss, ensureQueues } from './persistence/queues.js';
+import { createBoss, ensureQueues, heartbeatSecondsOf } from './persistence/queues.js';
 import { addLogSecrets, configSecrets } from './logger.js';
 import { resolveRuntime, StartupError, type Runtime } from './runtime.js';
 import { createHostWallet, type HostWallet } from './providers/chain/host-wallet.js';
@@ -194,9 +195,13 @@ export async function startService(config: Config, log: Logger, options: Service
     // Routing and the threshold credit run inside the confirming transaction; a test that replaces one's
     // actor (slow, failing) gets it as a job.
     const inline = Object.fromEntries(Object.entries(inlineEffects({ boss })).filter(([effect]) => !options.actors?.[effect as EffectName]));
+    // Jobs the engine's transitions create here are run here at once when a slot is free (eager-jobs.ts).
+    const eager = createEagerRunner({ limit: runsWorkers ? config.EAGER_JOB_LIMIT : 0, heartbeatMs: heartbeatSecondsOf(config) * 1000 });
+    stops.add(() => eager.stop(config.SHUTDOWN_GRACE));
     const engine = createEngine({
       pool: db.pool,
       inline,
+      eager,
       onInlineQueued: (paymentId, effect, err) => log.warn({ paymentId, effect, err }, 'inline effect failed; queued as a job instead'),
       onAfterCommitFailed: (paymentId, effect, err) => log.warn({ paymentId, effect, err }, 'work after the commit failed (the periodic sweep does it)'),
     });
@@ -232,6 +237,7 @@ export async function startService(config: Config, log: Logger, options: Service
     const running = (options.effects ?? EFFECTS).flatMap((effect) => actors[effect] ?? []);
     const runnerDeps = { boss, pool, engine, log, config };
     if (runsWorkers) await startActors(runnerDeps, running);
+    if (runsWorkers) eager.start(runnerDeps, running);
     if (runsWorkers) await startDeadLetterWorker(runnerDeps);
     if (runsWorkers) {
       stops.add(

@@ -7,6 +7,7 @@ import { EFFECT_RESULT_RECORDED, effectResultCte, effectResultValues, findEffect
 import type { RecordedWith } from '../persistence/transition-statements.js';
 import type { PaymentEvent } from '../machines/payment.events.js';
 import { DEAD_LETTER_QUEUE, queueOf } from '../persistence/queues.js';
+import { completeJobSql, completeJobValues } from '../persistence/effect-jobs.js';
 import { inTransaction } from '../persistence/transaction.js';
 import { isRetryable } from '../domain/errors.js';
 import { countProviderError, deadLetters, jobRetries } from '../operator/metrics.js';
@@ -34,6 +35,13 @@ export function workOptions(config: RunnerDeps['config']) {
   } as const;
 }
 
+/** A job its runner settles itself (an eager job, src/actors/eager-jobs.ts): completed with its result when it can be. */
+export interface JobSettle {
+  queue: string;
+  /** Set by runEffectJob when the commit that recorded the result also completed the job. */
+  completed?: boolean;
+}
+
 /**
  * Runs one job: replay a recorded result if the effect already happened, else perform it; then record
  * the result and apply it, with the fact the actor handed over (EffectContext.withResult), in one
@@ -43,7 +51,12 @@ export function workOptions(config: RunnerDeps['config']) {
  * result applied after, as a retry would, so a performed effect is never performed again only because
  * applying its result failed.
  */
-export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, actor: EffectActor, job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal }) {
+export async function runEffectJob(
+  deps: Omit<RunnerDeps, 'boss' | 'config'>,
+  actor: EffectActor,
+  job: { id: string; data: EffectJob; retryCount: number; signal: AbortSignal },
+  settle?: JobSettle,
+) {
   const { paymentId, effect, attempt } = job.data;
   const key = { paymentId, effect, attempt };
   const source = `actor:${effect}`;
@@ -60,16 +73,20 @@ export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, ac
     let fact: ResultFact | null = null;
     const performed = await actor.perform(job.data, { signal: job.signal, log, jobId: job.id, retryCount: job.retryCount, withResult: (f) => (fact = f) });
     const withFact = fact as ResultFact | null;
+    const completion = settle ? { queue: settle.queue, id: job.id, retryCount: job.retryCount } : null;
     try {
-      const folded = await deps.engine.applyEvent(paymentId, performed, { source, recordWith: recordedWith(key, performed, withFact) });
+      const folded = await deps.engine.applyEvent(paymentId, performed, { source, recordWith: recordedWith(key, performed, withFact, completion) });
       // Not one statement (jobs or inline effects to write, no change, or another result recorded first): one transaction.
       applied =
         folded.outcome !== 'unrecorded'
           ? folded
           : await inTransaction(deps.pool, async (tx) => {
               await withFact?.write(tx);
-              return deps.engine.applyEvent(paymentId, await recordEffectResult(tx, key, performed), { source, tx });
+              const result = await deps.engine.applyEvent(paymentId, await recordEffectResult(tx, key, performed), { source, tx });
+              if (completion) await tx.query({ name: 'job-complete', text: completeJobSql(1), values: completeJobValues(completion) });
+              return result;
             });
+      if (settle) settle.completed = true;
     } catch (error) {
       log.warn({ err: error }, 'recording and applying the effect result together failed; recording it alone first');
       await withFact?.write(deps.pool);
@@ -81,13 +98,23 @@ export async function runEffectJob(deps: Omit<RunnerDeps, 'boss' | 'config'>, ac
   return applied;
 }
 
-/** The fact (CTE `fact`) and the result (CTE effect_result) for the engine's recordWith: the transition is written only if this result is the one recorded. */
-function recordedWith(key: EffectKey, result: PaymentEvent, fact: ResultFact | null): RecordedWith {
+/**
+ * The fact (CTE `fact`), the result (CTE effect_result) and, for a job its runner settles, the job's
+ * completion (CTE job_done) for the engine's recordWith: the transition is written only if this result
+ * is the one recorded.
+ */
+function recordedWith(key: EffectKey, result: PaymentEvent, fact: ResultFact | null, completion: { queue: string; id: string; retryCount: number } | null): RecordedWith {
   const factValues = fact?.values ?? [];
+  const resultValues = effectResultValues(key, result);
   return {
-    name: `${fact ? `${fact.name}+` : ''}effect-result`,
-    ctes: (first) => [...(fact ? [`fact AS (${fact.sql(first)})`] : []), effectResultCte(first + factValues.length)].join(',\n  '),
-    values: [...factValues, ...effectResultValues(key, result)],
+    name: `${fact ? `${fact.name}+` : ''}effect-result${completion ? '+job-done' : ''}`,
+    ctes: (first) =>
+      [
+        ...(fact ? [`fact AS (${fact.sql(first)})`] : []),
+        effectResultCte(first + factValues.length),
+        ...(completion ? [`job_done AS (${completeJobSql(first + factValues.length + resultValues.length)})`] : []),
+      ].join(',\n  '),
+    values: [...factValues, ...resultValues, ...(completion ? completeJobValues(completion) : [])],
     gate: EFFECT_RESULT_RECORDED,
   };
 }

@@ -4,12 +4,13 @@ import type { EffectName, PaymentEvent } from '../machines/payment.events.js';
 import { initialSnapshot, persist, restore, step, type Effect, type PaymentSnapshot } from '../machines/payment.step.js';
 import { viewOf, type SummaryState } from '../machines/payment.view.js';
 import { effectJobsJson, withMissingQueueNamed } from './effect-jobs.js';
+import { effectJobId } from './job-id.js';
 import { composeWrite, INSERT_IF_ABSENT, UPDATE_IF_VERSION, type RecordedWith, type WrittenAlongside } from './transition-statements.js';
 import { ignoreCheckedOutError, type Queryable } from './transaction.js';
-import type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
+import type { AfterCommitWork, ApplyOptions, ApplyResult, EagerSlot, Engine, EngineDeps, InlineEffect, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
 
 // The engine's contract lives in engine-contract.ts; its users import it from here.
-export type { AfterCommitWork, ApplyOptions, ApplyResult, Engine, EngineDeps, InlineEffect, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
+export type { AfterCommitWork, ApplyOptions, ApplyResult, EagerJobs, EagerSlot, Engine, EngineDeps, InlineEffect, Refused, RidingWork, TransitionScope, Unrecorded } from './engine-contract.js';
 
 // The one path every state change takes. The pure machine decides; the new snapshot, its read model
 // (src/machines/payment.view.ts), its journal row and the jobs for its effects commit together or not at all.
@@ -57,6 +58,15 @@ interface WriteHow {
   queued: ReadonlySet<EffectName>;
   /** The engine's own transaction (not a caller's): a failed 'queue' effect may roll it back whole. */
   ownTransaction: boolean;
+  /** Eager slots taken for this attempt's jobs (EngineDeps.eager): run once committed, else given back. */
+  held: Held[];
+}
+
+/** An eager slot and the job it was taken for; `inserted` once the write inserted that job claimed. */
+interface Held {
+  slot: EagerSlot;
+  job: Parameters<EagerSlot['run']>[0];
+  inserted: boolean;
 }
 
 /** A 'queue' inline effect failed in the engine's own transaction: roll back, decide again with it queued. */
@@ -115,9 +125,10 @@ export function createEngine(deps: EngineDeps): Engine {
       const entries: Entry[] = [{ event, source: options.source, from: seen?.snapshot ?? null, to: first.next, effects: first.effects }];
       let written: Written | null = null;
       let gateClosed = false;
+      const held: Held[] = [];
       try {
         const write = async (tx: Queryable) => {
-          const result = await writeTransition(tx, paymentId, base, entries, { alongside: options.alongside, recorded, queued, ownTransaction: !options.tx });
+          const result = await writeTransition(tx, paymentId, base, entries, { alongside: options.alongside, recorded, queued, ownTransaction: !options.tx, held });
           if (result === GATE_CLOSED) {
             gateClosed = true;
             return null;
@@ -136,6 +147,11 @@ export function createEngine(deps: EngineDeps): Engine {
       } finally {
         if (written) recent.set(paymentId, { version: written.version, state: written.state, snapshot: written.snapshot });
         else recent.delete(paymentId);
+        // Committed (`written` is set only then) and inserted claimed: this process runs it now.
+        for (const { slot, job, inserted } of held) {
+          if (written && inserted) slot.run(job);
+          else slot.release();
+        }
       }
       if (gateClosed) return { outcome: 'unrecorded', paymentId, why: 'gate closed' };
       // A plain statement (no transaction) committed the recorded rows, whatever its compare-and-set decided.
@@ -160,7 +176,7 @@ export function createEngine(deps: EngineDeps): Engine {
    * so an inline effect's writes go with it).
    */
   async function writeTransition(tx: Queryable, paymentId: string, base: number, entries: Entry[], how: WriteHow): Promise<Written | null | typeof GATE_CLOSED> {
-    const { alongside, recorded, queued, ownTransaction } = how;
+    const { alongside, recorded, queued, ownTransaction, held } = how;
     let snapshot = entries[0]!.to;
     const jobs: Effect[] = [];
     // Each effect with the journal row whose step asked for it: that row lists the ones that became jobs.
@@ -235,17 +251,27 @@ export function createEngine(deps: EngineDeps): Engine {
       // The jobs, the caller's row and the riders' SQL ride in the same statement, written (or
       // evaluated) only if the transition is; recorded rows ride in it whatever the compare-and-set decides.
       const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside, recorded, riders: riders.map((r) => r.rider) }, params.length + 1);
+      // Only the engine's own transaction hands jobs to this process: it alone sees the commit.
+      const eager = ownTransaction && deps.eager ? jobs.map((job) => deps.eager!.take(job.effect)) : [];
+      eager.forEach((slot, i) => {
+        const { effect, attempt } = jobs[i]!;
+        if (slot) held.push({ slot, job: { id: effectJobId(paymentId, effect, attempt), paymentId, effect, attempt }, inserted: false });
+      });
       const values = [
         ...params,
-        ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs)] : []),
+        ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs, eager.map(Boolean))] : []),
         ...(alongside?.values ?? []),
         ...(recorded?.values ?? []),
         ...riders.flatMap((r) => r.rider.values),
       ];
-      const result = await withMissingQueueNamed(jobs, () => tx.query<Record<string, unknown> & { journal_rows: number; alongside_id: string | null; gate_open?: boolean }>({ ...statement, values }));
+      const result = await withMissingQueueNamed(jobs, () =>
+        tx.query<Record<string, unknown> & { journal_rows: number; alongside_id: string | null; gate_open?: boolean; eager_ids?: string[] | null }>({ ...statement, values }),
+      );
       const row = result.rows[0]!;
       if (recorded && !row.gate_open) return GATE_CLOSED;
       if (row.journal_rows === 0) return null;
+      const claimed = new Set(row.eager_ids ?? []);
+      for (const h of held) h.inserted = claimed.has(h.job.id);
       alongsideId = row.alongside_id;
       // Their SQL ran in the write; the rest of their work follows, last in the transaction.
       for (const [i, { effect, spec, rider }] of riders.entries()) {

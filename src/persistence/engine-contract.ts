@@ -126,8 +126,30 @@ export interface RidingWork {
 }
 export type AfterCommitWork = (pool: pg.Pool) => Promise<unknown>;
 
+/**
+ * Eager dispatch: a job the engine's own transaction creates may be run by this process right after
+ * the commit instead of waiting for a worker to fetch it (src/actors/eager-jobs.ts), as a workflow
+ * engine hands an activity straight back to the worker that scheduled it. The job is inserted claimed
+ * ('active', src/persistence/effect-jobs.ts) only when a slot was taken for it, and handed over only
+ * once committed; everything after that — heartbeats, settling, retries, recovery from a crash — is
+ * pg-boss's, as for a job a worker fetched.
+ */
+export interface EagerJobs {
+  /** A local slot for a job of this effect, or null (no local runner for it, at capacity, stopping). */
+  take(effect: EffectName): EagerSlot | null;
+}
+
+export interface EagerSlot {
+  /** The job committed, claimed for this process: run it (in the background; applyEvent does not wait). */
+  run(job: { id: string; paymentId: string; effect: EffectName; attempt: number }): void;
+  /** No job committed for this slot (rolled back, compare-and-set lost, the job existed already): give it back. */
+  release(): void;
+}
+
 export interface EngineDeps {
   pool: pg.Pool;
+  /** This process's runner for jobs its own transitions create (eager dispatch); without it every job waits for a worker. */
+  eager?: EagerJobs;
   /** Effects performed inside the transition's transaction instead of as a job. */
   inline?: Partial<Record<EffectName, InlineEffect>>;
   /** Told when an inline effect with onError 'queue' failed and became a job. */

@@ -1,5 +1,5 @@
 import type { RidingWork } from './engine-contract.js';
-import { insertJobsSql, WAKE_WORKERS_SQL } from './effect-jobs.js';
+import { EAGER_INSERTED_SQL, insertJobsSql, WAKE_WORKERS_SQL } from './effect-jobs.js';
 
 // The statements that write a transition (persistence/apply-event.ts decides; these write). Named, so
 // Postgres parses and plans each once per connection, not once per event.
@@ -73,7 +73,8 @@ export interface RecordedWith {
 
 /**
  * The write statement with, as CTEs written only when it is (they read `written`), the transition's
- * jobs (`jobs`: their JSON at $first, woken as pg-boss wakes them) and the caller's row (`alongside`:
+ * jobs (`jobs`: their JSON at $first, woken as pg-boss wakes them; eager_ids: the ones inserted claimed
+ * for this process, see effect-jobs.ts) and the caller's row (`alongside`:
  * its parameters numbered after). Answers journal_rows (0: the compare-and-set lost, nothing written)
  * and alongside_id; with `recorded` (its CTEs' parameters numbered after the others), gate_open; with
  * `riders` (TransitionScope.ride, parameters numbered last), rider_<i>: each one's value.
@@ -113,7 +114,7 @@ export function composeWrite(
       name,
       text: `${head},
   ${ctes.join(',\n  ')}
-  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? ', (SELECT count(*) FROM woken)::int AS woken' : ''}${recorded ? `, (${recorded.gate}) AS gate_open` : ''}${ridden.join('')}`,
+  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? `, (SELECT count(*) FROM woken)::int AS woken, (${EAGER_INSERTED_SQL}) AS eager_ids` : ''}${recorded ? `, (${recorded.gate}) AS gate_open` : ''}${ridden.join('')}`,
     };
     composed.set(name, statement);
   }

@@ -89,6 +89,8 @@ const nullableString = (v: unknown): string | null => (typeof v === 'string' ? v
 export async function startFakeNowPayments(options: FakeNowPaymentsOptions): Promise<FakeNowPayments> {
   const invoices = new Map<string, FakeInvoice>();
   const payments = new Map<number, FakePayment>();
+  /** Each invoice's payments in the order they were made (a repeat deposit adds one). */
+  const paymentsOfInvoice = new Map<number, FakePayment[]>();
   const requests: RecordedRequest[] = [];
   const ipns: SentIpn[] = [];
   // Realistic widths (10 digits, or 13 from the clock) so a consumer that stores ids in a 32-bit column fails here, not in prod.
@@ -204,7 +206,7 @@ export async function startFakeNowPayments(options: FakeNowPaymentsOptions): Pro
   function pay(ref: string | number, o: PayOptions): FakePayment {
     const invoice = findInvoice(ref);
     const invoiceId = Number(invoice.id);
-    const ofInvoice = [...payments.values()].filter((p) => p.invoice_id === invoiceId);
+    const ofInvoice = paymentsOfInvoice.get(invoiceId) ?? [];
     let payment: FakePayment | undefined;
     if (o.paymentId !== undefined) {
       payment = payments.get(o.paymentId);
@@ -243,6 +245,7 @@ export async function startFakeNowPayments(options: FakeNowPaymentsOptions): Pro
         payment_extra_ids: [],
       };
       payments.set(payment.payment_id, payment);
+      paymentsOfInvoice.set(invoiceId, [...ofInvoice, payment]);
     }
 
     const p = payment;
@@ -254,16 +257,14 @@ export async function startFakeNowPayments(options: FakeNowPaymentsOptions): Pro
     else if (PAID.has(o.status)) p.actually_paid = p.pay_amount;
     p.outcome_amount = o.outcomeAmount ?? p.actually_paid;
     // The other payments made to this invoice's address (repeat deposits).
-    p.payment_extra_ids = [...payments.values()]
-      .filter((q) => q.invoice_id === invoiceId && q.payment_id !== p.payment_id)
-      .map((q) => q.payment_id);
+    p.payment_extra_ids = (paymentsOfInvoice.get(invoiceId) ?? []).filter((q) => q.payment_id !== p.payment_id).map((q) => q.payment_id);
     p.updated_at = now();
     Object.assign(p, o.fields);
     // A snapshot: the test can keep it and re-send this state later, as a stale or duplicate IPN.
     return structuredClone(p);
   }
 
-  async function sendIpn(paymentOrId: FakePayment | number, o: SendIpnOptions = {}): Promise<{ status: number; body: string }> {
+  function ipnRequest(paymentOrId: FakePayment | number, o: SendIpnOptions = {}) {
     const payment = typeof paymentOrId === 'number' ? payments.get(paymentOrId) : paymentOrId;
     if (payment === undefined) throw new Error(`fake NowPayments: no payment ${String(paymentOrId)}`);
     const url = o.callbackUrl ?? invoices.get(String(payment.invoice_id))?.ipn_callback_url;
@@ -275,7 +276,12 @@ export async function startFakeNowPayments(options: FakeNowPaymentsOptions): Pro
 
     const headers: Record<string, string> = { 'content-type': 'application/json' };
     if (signature !== null) headers['x-nowpayments-sig'] = signature;
-    const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+    return { url, headers, body, signature, bytes: JSON.stringify(body) };
+  }
+
+  async function sendIpn(paymentOrId: FakePayment | number, o: SendIpnOptions = {}): Promise<{ status: number; body: string }> {
+    const { url, headers, body, signature, bytes } = ipnRequest(paymentOrId, o);
+    const res = await fetch(url, { method: 'POST', headers, body: bytes, signal: AbortSignal.timeout(10_000) });
     const responseBody = await res.text();
     ipns.push({ url, body, signature, status: res.status, responseBody });
     return { status: res.status, body: responseBody };
@@ -294,6 +300,10 @@ export async function startFakeNowPayments(options: FakeNowPaymentsOptions): Pro
     ipns,
     pay,
     sendIpn,
+    ipnRequest: (payment, o) => {
+      const { url, headers, bytes } = ipnRequest(payment, o);
+      return { url, headers, body: bytes };
+    },
     raiseIdsAbove(floor) {
       if (floor.invoiceId != null && nextInvoice <= floor.invoiceId) nextInvoice = floor.invoiceId + 1;
       if (floor.paymentId != null && nextPayment <= floor.paymentId) nextPayment = floor.paymentId + 1;

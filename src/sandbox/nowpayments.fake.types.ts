@@ -98,6 +98,8 @@ export interface FakeNowPayments {
   ipns: SentIpn[];
   pay(invoiceIdOrOrderId: string | number, options: PayOptions): FakePayment;
   sendIpn(payment: FakePayment | number, options?: SendIpnOptions): Promise<{ status: number; body: string }>;
+  /** The IPN sendIpn would send now (signed; the same bytes each time for an unchanged payment), for a caller that sends it itself (a load generator); not recorded in `ipns`. */
+  ipnRequest(payment: FakePayment | number, options?: SendIpnOptions): { url: string; headers: Record<string, string>; body: string };
   /** Ids handed out from now on are above these (ids a previous run left in a database must never come again). */
   raiseIdsAbove(floor: { invoiceId?: number | null; paymentId?: number | null }): void;
   /** The ids the next invoice and the next payment will get. */

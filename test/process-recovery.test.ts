@@ -54,6 +54,43 @@ const serviceEnv = (port = 0) =>
     JOB_SUPERVISE_EVERY: '1s',
   });
 
+type Order = Awaited<ReturnType<typeof paidOrderFixture>>;
+
+/**
+ * Waits until the invite is in Telegram's 429 wait with the refusal recorded (the "send attempted" mark
+ * cleared): a kill in the instant between Telegram's 429 and that record is the case the service must
+ * treat as "delivery unconfirmed" (never a second DM), which is not what these tests are about.
+ */
+async function inRecordedRateLimitWait(o: Order): Promise<void> {
+  await tg.waitForCall('sendMessage', (c) => String(c.body.chat_id) === o.buyer && c.fault?.kind === '429', { timeoutMs: 30_000 });
+  for (let i = 0; i < 200; i++) {
+    const { rows } = await db.pool.query<{ attempted: Date | null }>('SELECT send_attempted_at AS attempted FROM invites WHERE order_id = $1', [o.orderId]);
+    if (rows[0] && rows[0].attempted === null) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Kills `first`, starts `second`, and checks that it resumed the invite: one DM, the stored link, the job retried and completed. */
+async function killAndResume(first: ServiceProcess, second: ServiceProcess, o: Order, label: string): Promise<void> {
+  first.kill9();
+  const killedAt = Date.now();
+  await second.start();
+  // Bounded by the test's timeout; JOB_EXPIRE_AFTER (5 min) alone would not make it.
+  for (let i = 0; i < 1_200 && (await accessOf(db, o.paymentId)).access !== 'invited'; i++) await new Promise((r) => setTimeout(r, 50));
+  const access = await accessOf(db, o.paymentId);
+  const seconds = (Date.now() - killedAt) / 1000;
+  process.stdout.write(`${label}: payment resumed by the second instance ${seconds.toFixed(1)} s after the SIGKILL (heartbeat 10 s, supervisor every 1 s; log ${logFile})\n`);
+
+  expect(access.access).toBe('invited');
+  const dms = callsTo(tg, 'sendMessage', o.buyer);
+  expect(dms).toHaveLength(1);
+  expect(buttonUrl(dms[0])).toBe(access.link);
+  const { rows: job } = await db.pool.query(`SELECT state, retry_count FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`, [o.paymentId]);
+  expect(job[0]).toMatchObject({ state: 'completed' });
+  expect(job[0].retry_count).toBeGreaterThanOrEqual(1);
+  expect(await second.stop()).toBe(0);
+}
+
 describe('a worker killed while holding a job', () => {
   it('SIGKILL during the invite: a second instance resumes the payment within seconds and sends exactly one DM', async () => {
     // Events are applied from here (as the route actor and an IPN would); this process works no queue and supervises nothing.
@@ -68,41 +105,17 @@ describe('a worker killed while holding a job', () => {
       const o = await paidOrderFixture(db);
       tg.failNext('sendMessage', { kind: '429', retryAfter: 25 });
       await payAndRoute(engine, o.paymentId, o);
-      await tg.waitForCall('sendMessage', (c) => String(c.body.chat_id) === o.buyer && c.fault?.kind === '429', { timeoutMs: 30_000 });
-      // Kill it in the wait, once the refusal is recorded (the "send attempted" mark cleared): a kill in the
-      // instant between Telegram's 429 and that record is the case the service must treat as "delivery
-      // unconfirmed" (never a second DM), which is not what this test is about.
-      for (let i = 0; i < 200; i++) {
-        const { rows } = await db.pool.query<{ attempted: Date | null }>('SELECT send_attempted_at AS attempted FROM invites WHERE order_id = $1', [o.orderId]);
-        if (rows[0] && rows[0].attempted === null) break;
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await inRecordedRateLimitWait(o);
       const { rows: held } = await db.pool.query(`SELECT state FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`, [o.paymentId]);
       expect(held.map((j) => j.state)).toEqual(['active']);
-
-      first.kill9();
-      const killedAt = Date.now();
-      await second.start();
-      // Bounded by the test's timeout; JOB_EXPIRE_AFTER (5 min) alone would not make it.
-      for (let i = 0; i < 1_200 && (await accessOf(db, o.paymentId)).access !== 'invited'; i++) await new Promise((r) => setTimeout(r, 50));
-      const access = await accessOf(db, o.paymentId);
-      const seconds = (Date.now() - killedAt) / 1000;
-      process.stdout.write(`process-recovery: payment resumed by the second instance ${seconds.toFixed(1)} s after the SIGKILL (heartbeat 10 s, supervisor every 1 s; log ${logFile})\n`);
-
-      expect(access.access).toBe('invited');
-      const dms = callsTo(tg, 'sendMessage', o.buyer);
-      expect(dms).toHaveLength(1);
-      expect(buttonUrl(dms[0])).toBe(access.link);
-      const { rows: job } = await db.pool.query(`SELECT state, retry_count FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`, [o.paymentId]);
-      expect(job[0]).toMatchObject({ state: 'completed' });
-      expect(job[0].retry_count).toBeGreaterThanOrEqual(1);
-      expect(await second.stop()).toBe(0);
+      await killAndResume(first, second, o, 'process-recovery');
     } finally {
       first.close();
       second.close();
       await boss.stop({ graceful: false, close: true });
     }
   }, 120_000);
+
   it('SIGKILL while the instance that took the finished IPN runs the invite eagerly: a second instance resumes it within seconds and sends exactly one DM', async () => {
     const port = await freePort();
     const first = new ServiceProcess(serviceEnv(port), logFile);
@@ -118,35 +131,14 @@ describe('a worker killed while holding a job', () => {
         body: JSON.stringify(ipn),
       });
       expect(answer.status).toBe(200);
-      await tg.waitForCall('sendMessage', (c) => String(c.body.chat_id) === o.buyer && c.fault?.kind === '429', { timeoutMs: 30_000 });
-      // As above: killed in the wait, once the refusal is recorded.
-      for (let i = 0; i < 200; i++) {
-        const { rows } = await db.pool.query<{ attempted: Date | null }>('SELECT send_attempted_at AS attempted FROM invites WHERE order_id = $1', [o.orderId]);
-        if (rows[0] && rows[0].attempted === null) break;
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await inRecordedRateLimitWait(o);
       // Held eagerly: claimed by the statement that created it (started when created), never fetched.
       const { rows: held } = await db.pool.query(
         `SELECT state, retry_count, started_on = created_on AS claimed_at_creation FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`,
         [o.paymentId],
       );
       expect(held).toEqual([{ state: 'active', retry_count: 0, claimed_at_creation: true }]);
-
-      first.kill9();
-      const killedAt = Date.now();
-      await second.start();
-      for (let i = 0; i < 1_200 && (await accessOf(db, o.paymentId)).access !== 'invited'; i++) await new Promise((r) => setTimeout(r, 50));
-      const access = await accessOf(db, o.paymentId);
-      process.stdout.write(`process-recovery (eager): payment resumed by the second instance ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the SIGKILL\n`);
-
-      expect(access.access).toBe('invited');
-      const dms = callsTo(tg, 'sendMessage', o.buyer);
-      expect(dms).toHaveLength(1);
-      expect(buttonUrl(dms[0])).toBe(access.link);
-      const { rows: job } = await db.pool.query(`SELECT state, retry_count FROM pgboss.job WHERE name = 'effect-invite' AND data->>'paymentId' = $1`, [o.paymentId]);
-      expect(job[0]).toMatchObject({ state: 'completed' });
-      expect(job[0].retry_count).toBeGreaterThanOrEqual(1);
-      expect(await second.stop()).toBe(0);
+      await killAndResume(first, second, o, 'process-recovery (eager)');
     } finally {
       first.close();
       second.close();

@@ -36,6 +36,8 @@ export interface CostSnapshot {
   benchCpuUs: number;
   machine: { busy: number; total: number } | null;
   appRows: number;
+  /** appRows by table. */
+  appTables: Record<string, number>;
   bossRows: number;
   /** The meter's own queries on the bench database so far (subtracted from the figures). */
   own: number;
@@ -63,6 +65,8 @@ export interface Costs {
   cores: { pg: number | null; service: number | null; bench: number; machine: number | null };
   /** Rows inserted, updated or deleted in the service's own tables (schema public). */
   appRows: number;
+  /** The tables of appRows that changed, with their counts (to say who wrote when nothing should have). */
+  appTables: Record<string, number>;
   /** The same in pg-boss's schema (jobs, and its own bookkeeping). */
   bossRows: number;
   jobsByQueue: Record<string, number>;
@@ -146,8 +150,8 @@ export async function createMeter(options: MeterOptions): Promise<Meter> {
 
   async function snapshot(): Promise<CostSnapshot> {
     // The bench database first, then the shared counters, so this snapshot's own query is among those counted.
-    const tables = await onBench<{ schema: string; rows: string }>(
-      `SELECT schemaname AS schema, sum(n_tup_ins + n_tup_upd + n_tup_del)::text AS rows FROM pg_stat_user_tables GROUP BY schemaname`,
+    const tables = await onBench<{ schema: string; relname: string; rows: string }>(
+      `SELECT schemaname AS schema, relname, (n_tup_ins + n_tup_upd + n_tup_del)::text AS rows FROM pg_stat_user_tables`,
     );
     const [shared, pgTicks, serviceTicks, machine] = await Promise.all([
       admin.query<{ xacts: string; wal: string; lsn: string; xid: string; statements: string | null; now: string }>(
@@ -165,7 +169,8 @@ export async function createMeter(options: MeterOptions): Promise<Meter> {
     ]);
     const cpu = process.cpuUsage();
     const row = shared.rows[0]!;
-    const rowsOf = (schema: string) => Number(tables.rows.find((r) => r.schema === schema)?.rows ?? 0);
+    const rowsOf = (schema: string) => tables.rows.filter((r) => r.schema === schema).reduce((n, r) => n + Number(r.rows), 0);
+    const appTables = Object.fromEntries(tables.rows.filter((r) => r.schema === 'public').map((r) => [r.relname, Number(r.rows)]));
     return {
       at: performance.now(),
       dbTime: row.now,
@@ -179,6 +184,7 @@ export async function createMeter(options: MeterOptions): Promise<Meter> {
       benchCpuUs: cpu.user + cpu.system,
       machine,
       appRows: rowsOf('public'),
+      appTables,
       bossRows: rowsOf('pgboss'),
       own,
     };
@@ -235,6 +241,7 @@ export async function createMeter(options: MeterOptions): Promise<Meter> {
       benchCpuMs: (b.benchCpuUs - a.benchCpuUs) / 1000,
       cores,
       appRows: b.appRows - a.appRows,
+      appTables: Object.fromEntries(Object.entries(b.appTables).map(([t, n]) => [t, n - (a.appTables[t] ?? 0)]).filter(([, n]) => n !== 0)),
       bossRows: b.bossRows - a.bossRows,
       jobsByQueue,
       walByRecord,

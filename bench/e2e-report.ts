@@ -7,9 +7,36 @@ import { fmt } from './support.js';
 
 const num = (x: number | null | undefined, digits = 0) => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : fmt(x, digits));
 const col = (s: string, n: number) => ` ${s.padStart(n)}`;
+/** The width of the intake table's first column. */
+const LABEL = 50;
+/** "N service rows written", naming the tables when there are any. */
+const written = (c: Costs) => `${fmt(c.appRows)} service rows written${c.appRows === 0 ? '' : ` (${Object.entries(c.appTables).map(([t, n]) => `${t} ${fmt(n)}`).join(', ')})`}`;
 /** The largest kinds of WAL record, per unit (pg_walinspect). */
 const walText = (c: Costs, units: number) =>
   c.walByRecord.length ? c.walByRecord.map((w) => `${w.record} ${fmt(w.bytes / Math.max(1, units))} B`).join(', ') : 'n/a (no pg_walinspect)';
+
+/**
+ * Service + Postgres CPU per request of `row` / per new IPN (the ingest row's cost window); `marginal`
+ * takes out what the idle service spends meanwhile (pg-boss polling). null when a figure is missing.
+ */
+function cpuRatio(report: E2eReport, row: IntakeRow, marginal: boolean): number | null {
+  const ingest = report.intake?.ingest;
+  const idle = report.idle;
+  if (!ingest || idle.pgCpuMs === null || idle.serviceCpuMs === null) return null;
+  const idleCpuPerSecond = (idle.pgCpuMs + idle.serviceCpuMs) / idle.seconds;
+  const cpu = (r: IntakeRow) => {
+    const c = r.costs;
+    if (c.pgCpuMs === null || c.serviceCpuMs === null) return null;
+    return (c.pgCpuMs + c.serviceCpuMs - (marginal ? idleCpuPerSecond * c.loadSeconds : 0)) / Math.max(1, r.ops);
+  };
+  const n = cpu(ingest);
+  const d = cpu(row);
+  return n === null || d === null ? null : d / n;
+}
+
+/** A duplicate row's cost beside a new IPN's, its writes and its WAL, in words. */
+const duplicateCost = (report: E2eReport, row: IntakeRow) =>
+  `${num(cpuRatio(report, row, true), 2)}x service + Postgres CPU per request beyond the idle service's (${num(cpuRatio(report, row, false), 2)}x with it); ${written(row.costs)}; ${fmt(row.costs.walBytes / Math.max(1, row.ops), 1)} WAL B/req (pg-boss bookkeeping meanwhile: ${fmt(row.costs.bossRows)} rows)`;
 
 export function printE2e(report: E2eReport, log: (line: string) => void, options: E2eOptions = e2eOptionsFromEnv()): void {
   const idle = report.idle;
@@ -42,28 +69,33 @@ export function printE2e(report: E2eReport, log: (line: string) => void, options
   const intake = report.intake;
   if (intake) {
     log('');
-    log('  intake over HTTP                           req/s    p50    p99  fail | xacts  stmts  PG CPU svc CPU    WAL  rows written');
-    log('                                                       ms     ms       |  /req   /req  µs/req  µs/req  B/req  service/pg-boss');
-    log(`  ${`raw transition limit, ${options.ingestClients} clients`.padEnd(40)}${col(num(intake.raw), 7)}                      |  BEGIN; UPDATE jsonb; INSERT journal; COMMIT`);
-    for (const row of [intake.ingest, intake.duplicate, intake.status]) {
+    const rows = [intake.ingest, intake.duplicate, intake.duplicateFromPeer, intake.status];
+    log('  intake over HTTP                                     req/s    p50    p99  fail | xacts  stmts  PG CPU svc CPU    WAL  rows written');
+    log('                                                                 ms     ms       |  /req   /req  µs/req  µs/req  B/req  service/pg-boss');
+    log(`  ${`raw transition limit, ${options.ingestClients} clients`.padEnd(LABEL)}${col(num(intake.raw), 7)}                      |  BEGIN; UPDATE jsonb; INSERT journal; COMMIT`);
+    for (const row of rows) {
       if (!row) continue;
       const r = row.result;
       const c = row.costs;
       const u = perUnit(c, row.ops);
       const us = (ms: number | null) => num(ms === null ? null : ms * 1000);
       log(
-        `  ${row.label.padEnd(40)}${col(num(r.perSecond), 7)}${col(num(r.p50Ms, 1), 6)}${col(num(r.p99Ms, 1), 6)}${col(String(r.failures), 5)} |` +
+        `  ${row.label.padEnd(LABEL)}${col(num(r.perSecond), 7)}${col(num(r.p50Ms, 1), 6)}${col(num(r.p99Ms, 1), 6)}${col(String(r.failures), 5)} |` +
           `${col(num(u.xacts, 2), 5)}${col(num(u.statements, 2), 6)}${col(us(u.pgCpuMs), 7)}${col(us(u.serviceCpuMs), 7)}${col(num(u.walBytes), 6)}  ${fmt(c.appRows)}/${fmt(c.bossRows)}${r.firstFailure ? `  first failure: ${r.firstFailure}` : ''}`,
       );
     }
     log('  (ingest req/s: median of 3 rounds alternating with the raw limit; its costs: a separate window of new IPNs)');
-    for (const row of [intake.ingest, intake.duplicate, intake.status]) {
+    if (intake.duplicateFromPeer) log(`  (${intake.duplicateFromPeer.label}: each body sent once, ${fmt(intake.duplicateFromPeer.ops)} in all; the window ends when they run out)`);
+    for (const row of rows) {
       if (!row) continue;
       const k = row.costs.cores;
       const other = k.machine === null ? null : k.machine - (k.pg ?? 0) - (k.service ?? 0) - k.bench;
       log(`  ${row.label}: busy cores PG ${num(k.pg, 2)}, svc ${num(k.service, 2)}, gen ${num(k.bench, 2)}, other ${num(other, 2)}; writing xacts ${num(perUnit(row.costs, row.ops).writingXacts, 2)}/req; jobs: ${Object.entries(row.costs.jobsByQueue).map(([q, n]) => `${q} ${n}`).join(', ') || 'none'}`);
       log(`    WAL per request, largest records: ${walText(row.costs, row.ops)}`);
     }
+    // No target: how often a re-send reaches an instance that did not apply it depends on the deployment.
+    const peer = intake.duplicateFromPeer;
+    if (peer && intake.ingest) log(`  reported, no target: ${peer.label} -> ${duplicateCost(report, peer)}${peer.result.failures ? `; ${peer.result.failures} answers not "duplicate"` : ''}`);
   }
 }
 
@@ -86,30 +118,18 @@ export function e2eTargets(report: E2eReport): Array<{ name: string; met: boolea
     out.push({ name: 'IPN ingest >= 0.5x the raw transition limit at 8 clients', met: ratio >= 0.5 && intake.ingest.result.failures === 0, value: `${fmt(ratio, 2)}x (${fmt(intake.ingest.result.perSecond)} vs ${fmt(intake.raw)}/s)` });
   }
   if (intake?.ingest && intake.duplicate) {
-    // Service + Postgres CPU per request; `marginal` takes out what the idle service spends meanwhile (pg-boss polling).
-    const idle = report.idle;
-    const idleCpuPerSecond = idle.pgCpuMs === null || idle.serviceCpuMs === null ? null : (idle.pgCpuMs + idle.serviceCpuMs) / idle.seconds;
-    const cpu = (row: IntakeRow, marginal: boolean) => {
-      const c = row.costs;
-      if (c.pgCpuMs === null || c.serviceCpuMs === null || idleCpuPerSecond === null) return null;
-      return (c.pgCpuMs + c.serviceCpuMs - (marginal ? idleCpuPerSecond * c.loadSeconds : 0)) / Math.max(1, row.ops);
-    };
-    const ratioOf = (marginal: boolean) => {
-      const n = cpu(intake.ingest!, marginal);
-      const d = cpu(intake.duplicate!, marginal);
-      return n === null || d === null ? null : d / n;
-    };
-    const ratio = ratioOf(true);
+    // On the re-sends this instance remembers (it applied them); the other instance's are reported beside the intake table.
     const dup = intake.duplicate;
+    const ratio = cpuRatio(report, dup, true);
     out.push({
       name: 'duplicate IPN <= 0.2x the cost of a new one, zero writes',
       met: ratio === null ? null : ratio <= 0.2 && dup.costs.appRows === 0 && dup.result.failures === 0,
-      value: `${num(ratio, 2)}x service + Postgres CPU per request beyond the idle service's (${num(ratioOf(false), 2)}x with it); ${dup.costs.appRows} service rows written; ${fmt(dup.costs.walBytes / Math.max(1, dup.ops), 1)} WAL B/req (pg-boss bookkeeping meanwhile: ${fmt(dup.costs.bossRows)} rows)`,
+      value: `${dup.label}: ${duplicateCost(report, dup)}`,
     });
   }
   if (intake?.status) {
     const s = intake.status;
-    out.push({ name: 'status reads >= 5,000/s at 32 clients, zero writes', met: s.result.perSecond >= 5000 && s.costs.appRows === 0 && s.result.failures === 0, value: `${fmt(s.result.perSecond)}/s; ${s.costs.appRows} service rows written` });
+    out.push({ name: 'status reads >= 5,000/s at 32 clients, zero writes', met: s.result.perSecond >= 5000 && s.costs.appRows === 0 && s.result.failures === 0, value: `${fmt(s.result.perSecond)}/s; ${written(s.costs)}` });
   }
   return out;
 }

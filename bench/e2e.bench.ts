@@ -3,7 +3,7 @@ import { startFakeNowPayments, type FakePayment } from '../src/sandbox/nowpaymen
 import { startFakeTelegram, type TelegramCall } from '../src/sandbox/telegram.fake.js';
 import { createMeter, withoutSettle, type Costs } from './costs.js';
 import { httpClient, type HttpClient, type LoadResult } from './http-load.js';
-import { benchDuplicates, benchIngest, benchStatusReads, IPN_PATH, presignedIpns, type SignedIpn, type StatusTarget } from './ipn.bench.js';
+import { benchDuplicates, benchDuplicatesOnce, benchIngest, benchIngestOnce, benchStatusReads, IPN_PATH, newPaymentIpn, presignedIpns, type SignedIpn, type StatusTarget } from './ipn.bench.js';
 import { createDatabase } from './postgres.js';
 import { prepareRawLimit } from './raw-limit.js';
 import { parseEnvList, startServiceProcess } from './service-process.js';
@@ -46,9 +46,20 @@ import { fmt, percentile, type BenchDatabase } from './support.js';
 //                                             payment (nothing enqueued; signed before the
 //                                             window, as a sender has them); medians. Their
 //                                             costs: one more window of new IPNs
-//   duplicate IPN cost, 8 clients             the applied IPNs' exact bytes again; ratio =
-//                                             (service + Postgres CPU) per duplicate / per
-//                                             new IPN; service rows written must be 0
+//   duplicate IPN, same instance, 8 clients   the exact bytes of the last 10,000 IPNs this
+//                                             service applied (the cost window's come last),
+//                                             round robin: re-sends it remembers (it keeps
+//                                             20,000); ratio = (service + Postgres CPU) per
+//                                             duplicate / per new IPN; service rows written
+//                                             must be 0
+//   duplicate IPN, first applied by another   a second service process on the same database
+//   instance, 8 clients                       and environment (the "peer"), started after the
+//                                             ingest warm-up, applies 8,000 new IPNs and is
+//                                             stopped before any window; then the exact bytes
+//                                             of each, EXACTLY ONCE (a second send would be
+//                                             remembered), to this service, until they run out
+//                                             or BENCH_SECONDS; the same ratio and rows
+//                                             written, reported (no target)
 //   status reads, 32 clients                  GET /api/payment-status?order_id&token over the  BENCH_STATUS_CLIENTS=32
 //                                             paid orders, round-robin; rows written must be 0
 //
@@ -81,6 +92,17 @@ const STATUS_GAP_MS = 50;
 /** IPNs signed before each ingest window, per second of it: above what the service takes here. */
 const PRESIGNED_PER_SECOND = 1_200;
 const DM_TIMEOUT_MS = 60_000;
+/**
+ * Duplicates re-sent to the instance that applied them: the last this many applied. The service keeps
+ * the 20,000 bodies it settled last (src/intake/ipn.service.ts) and NowPayments re-sends within minutes;
+ * at real rates 10,000 IPNs is hours of traffic. Re-sending every IPN of the run round robin (~28,000 on
+ * a fast machine) would overrun that memory and measure only the path without it.
+ */
+const REMEMBERED_DUPLICATES = 10_000;
+/** New IPNs the peer instance applies, each re-sent once to the main one: a window of a few seconds at 8 clients. */
+const PEER_IPNS = 8_000;
+/** At most this long for the peer, a fresh service (a few hundred IPNs/s until V8 has optimised), to take them. */
+const PEER_INGEST_MAX_SECONDS = 120;
 
 export interface E2eOptions {
   seconds: number;
@@ -150,7 +172,15 @@ export interface IntakeRow {
 
 export interface E2eReport {
   rows: E2eRow[];
-  intake: { raw: number; ingest: IntakeRow | null; duplicate: IntakeRow | null; status: IntakeRow | null } | null;
+  intake: {
+    raw: number;
+    ingest: IntakeRow | null;
+    /** Re-sends the service remembers (it applied them minutes earlier). */
+    duplicate: IntakeRow | null;
+    /** Re-sends of bodies another instance applied: the service finds the stored delivery. */
+    duplicateFromPeer: IntakeRow | null;
+    status: IntakeRow | null;
+  } | null;
   idle: Costs;
   duplicateDms: number;
   /** Where each cost figure comes from, in words. */
@@ -159,6 +189,27 @@ export interface E2eReport {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * A second instance of the service (the "peer") on the same database and environment applies `count`
+ * new IPNs and is stopped: bodies stored by another instance, which the main one never saw. Resolves
+ * with those answered "applied".
+ */
+async function applyOnPeer(env: Record<string, string>, count: number, clients: number): Promise<{ applied: SignedIpn[]; result: LoadResult; pid: number }> {
+  const ipns = Array.from({ length: count }, () => newPaymentIpn(IPN_SECRET));
+  // Its own free port, even when BENCH_SERVICE_ENV pins the main one's.
+  const { PORT: _pinned, ...peerEnv } = env;
+  const peer = await startServiceProcess(peerEnv);
+  const http = httpClient(peer.url, clients);
+  try {
+    const applied: SignedIpn[] = [];
+    const result = await benchIngestOnce(http, ipns, clients, PEER_INGEST_MAX_SECONDS, applied);
+    return { applied, result, pid: peer.pid };
+  } finally {
+    http.close();
+    await peer.stop();
+  }
+}
 
 /**
  * Seeds the channel through the admin API (POST /admin/channels), as an operator would; where that API
@@ -200,7 +251,8 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
   const tg = await startFakeTelegram({ token: TOKEN });
   const cleanups: Array<() => Promise<unknown>> = [() => e2eDb.drop(), () => np.close(), () => tg.close()];
   try {
-    const service = await startServiceProcess({
+    // The main service's environment; the peer instance of the intake part runs with the same.
+    const serviceEnv: Record<string, string> = {
       NODE_ENV: 'test',
       LOG_LEVEL: process.env.BENCH_SERVICE_LOG_LEVEL ?? 'silent',
       DATABASE_URL: e2eDb.url,
@@ -211,11 +263,17 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
       TELEGRAM_API_ROOT: tg.apiRoot,
       STATUS_TOKEN_SECRET: STATUS_SECRET,
       ADMIN_TOKEN,
+      // Scheduled sweeps off (once a year): they find nothing to do here, but the rows one writes when it
+      // runs (a channel's credit fold, say) would land in whichever window it ran in, and the read windows
+      // must show zero writes of their own.
       RECONCILE_EVERY: '0 0 1 1 *',
+      PAYOUT_SWEEP_EVERY: '0 0 1 1 *',
+      SUBSCRIPTION_SWEEP_EVERY: '0 0 1 1 *',
       STATUS_RATE_LIMIT: '1000000',
       ORDER_RATE_LIMIT: '1000000',
       ...parseEnvList(process.env.BENCH_SERVICE_ENV),
-    });
+    };
+    const service = await startServiceProcess(serviceEnv);
     cleanups.unshift(() => service.stop());
     const meter = await createMeter({
       adminUrl: cluster.adminUrl,
@@ -501,22 +559,37 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
       // V8 optimises the path), and the raw limit gets a round too.
       rawRuns.push(await raw.run(clients, Math.max(1, S / ROUNDS)));
       await benchIngest(http, presignedIpns(IPN_SECRET, PRESIGNED_PER_SECOND * options.ingestWarmupSeconds), clients, options.ingestWarmupSeconds, []);
+      // Bodies another instance applied, for the duplicates this one does not remember; the peer is
+      // gone before any window, so none of its CPU or polling lands in one.
+      const peer = await applyOnPeer(serviceEnv, PEER_IPNS, clients);
+      log(
+        `  peer instance (pid ${peer.pid}, same database and environment): ${fmt(peer.applied.length)} of ${fmt(PEER_IPNS)} new IPNs applied in ${fmt(peer.result.seconds, 1)} s ` +
+          `(${fmt(peer.result.perSecond)}/s; answers not "applied": ${peer.result.failures}${peer.result.firstFailure ? `, first: ${peer.result.firstFailure}` : ''}); stopped`,
+      );
       rawRuns.length = ingestRuns.length = 0;
       for (let r = 0; r < ROUNDS; r++) await round(S / ROUNDS, applied);
       await raw.close();
       const ingestMedian = [...ingestRuns].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(ROUNDS / 2)]!;
       const ingestFailures = ingestRuns.reduce((n, r) => n + r.failures, 0);
-      // The costs: one more window of new IPNs alone, then their exact bytes again, then status reads.
+      // The costs: one more window of new IPNs alone, then the last applied bytes again (remembered), then
+      // the peer's bytes once each (not remembered), then status reads.
       await meter.settle();
       const ipns = presignedIpns(IPN_SECRET, PRESIGNED_PER_SECOND * S);
       const fresh = await measure(() => benchIngest(http, ipns, clients, S, applied));
       const ingestRow: LoadResult = { ...fresh.result, perSecond: ingestMedian.perSecond, failures: fresh.result.failures + ingestFailures, firstFailure: fresh.result.firstFailure ?? ingestRuns.find((r) => r.firstFailure)?.firstFailure ?? null };
-      const duplicate = await measure(() => benchDuplicates(http, applied, clients, S));
+      // The ~50,000 rows the ingest windows inserted are vacuumed now, outside any window: autovacuum
+      // would otherwise do it during one of the read windows below and put its CPU and WAL there. (That
+      // cost belongs to the writes; no row of this table includes it.)
+      await diag.query('VACUUM payments, payment_journal, ipn_deliveries');
+      await meter.settle();
+      const duplicate = await measure(() => benchDuplicates(http, applied.slice(-REMEMBERED_DUPLICATES), clients, S));
+      const fromPeer = peer.applied.length ? await measure(() => benchDuplicatesOnce(http, peer.applied, clients, S)) : null;
       const status = await measure(() => benchStatusReads(http, paidTargets, options.statusClients, S));
       intake = {
         raw: median(rawRuns),
         ingest: { label: `new-payment IPN (waiting), ${clients} clients`, result: ingestRow, costs: fresh.costs, ops: fresh.result.ops },
-        duplicate: { label: `duplicate IPN (same bytes), ${clients} clients`, result: duplicate.result, costs: duplicate.costs, ops: duplicate.result.ops },
+        duplicate: { label: `duplicate IPN, same instance (last ${fmt(Math.min(REMEMBERED_DUPLICATES, applied.length))})`, result: duplicate.result, costs: duplicate.costs, ops: duplicate.result.ops },
+        duplicateFromPeer: fromPeer && { label: 'duplicate IPN, first applied by another instance', result: fromPeer.result, costs: fromPeer.costs, ops: fromPeer.result.ops },
         status: { label: `status reads, ${options.statusClients} clients`, result: status.result, costs: status.costs, ops: status.result.ops },
       };
     }

@@ -1,10 +1,12 @@
 import { signIpn } from '../src/nowpayments/signature.js';
-import { closedLoop, type HttpClient, type LoadResult } from './http-load.js';
+import { closedLoop, closedLoopOnce, type HttpClient, type LoadResult } from './http-load.js';
 
 // IPN ingest, duplicate IPNs and status reads over real HTTP on loopback, against a service running in
 // its own process (bench/service-process.ts). Every ingested IPN is a new payment, signed like
 // NowPayments signs (status `waiting`: store the delivery, create the machine, journal row; nothing is
-// enqueued, so no actor work runs beside the measurement). A duplicate is the exact same bytes re-sent.
+// enqueued, so no actor work runs beside the measurement). A duplicate is the exact same bytes re-sent:
+// either round robin (the same bodies again and again) or each exactly once (a body the service has
+// answered once it remembers, so only a first re-send measures the path without that memory).
 
 export const IPN_PATH = '/webhooks/nowpayments';
 
@@ -73,11 +75,26 @@ export function benchIngest(http: HttpClient, ipns: () => SignedIpn, clients: nu
   });
 }
 
+/** Each of `ipns` (new payments) sent once, until they run out or `seconds` are up; those answered "applied" are appended to `sent`. */
+export function benchIngestOnce(http: HttpClient, ipns: SignedIpn[], clients: number, seconds: number, sent: SignedIpn[]): Promise<LoadResult> {
+  return closedLoopOnce(clients, seconds, ipns, async (ipn) => {
+    const outcome = await postIpn(http, ipn, 'applied');
+    if (outcome === true) sent.push(ipn);
+    return outcome;
+  });
+}
+
 /** The same bytes as IPNs already applied, again: each must be answered "duplicate". */
 export function benchDuplicates(http: HttpClient, applied: SignedIpn[], clients: number, seconds: number): Promise<LoadResult> {
   if (applied.length === 0) throw new Error('no applied IPNs to repeat');
   let next = 0;
   return closedLoop(clients, seconds, () => postIpn(http, applied[next++ % applied.length]!, 'duplicate'));
+}
+
+/** The same bytes as IPNs already applied, each sent EXACTLY ONCE (a second send would be remembered): ends when they run out or `seconds` are up. */
+export function benchDuplicatesOnce(http: HttpClient, applied: SignedIpn[], clients: number, seconds: number): Promise<LoadResult> {
+  if (applied.length === 0) throw new Error('no applied IPNs to repeat');
+  return closedLoopOnce(clients, seconds, applied, (ipn) => postIpn(http, ipn, 'duplicate'));
 }
 
 export interface StatusTarget {

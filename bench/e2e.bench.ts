@@ -383,7 +383,7 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
     // IPN answers other than 200, by kind ("503", "timeout", ...): NowPayments would send those again later; the bench does not.
     const ipnFailures = new Map<string, number>();
     const failed = (kind: string) => ipnFailures.set(kind, (ipnFailures.get(kind) ?? 0) + 1);
-    // Through the generator's keep-alive undici client (bench/http-load.ts), not the fake's fetch: on two
+    // Through the generator's own keep-alive client (bench/http-load.ts), not the fake's fetch: on two
     // cores the generator's CPU is taken from the service, and fetch costs several times more per request.
     const send = async (ipn: SignedIpn): Promise<void> => {
       try {

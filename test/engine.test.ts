@@ -110,22 +110,71 @@ describe('applyEvent across processes', () => {
     expect((await journalOf(t.db, paymentId)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming', 'np.confirmed', 'np.finished', 'route.done']);
   });
 
-  it("a payment's first event costs one statement (no read before the insert); a payment that exists after all is read and decided on", async () => {
+  it("a payment's first event costs one statement (no read before the insert); a payment that exists after all is decided on as the lost insert saw it, without a read", async () => {
     const { pool: counting, sent: statements } = recordingPool(t.db.pool);
     const fresh = createEngine({ pool: counting });
     const np = (status: string): PaymentEvent => ({ type: `np.${status}`, facts }) as PaymentEvent;
     const paymentId = newPaymentId();
     expect(await fresh.applyEvent(paymentId, np('waiting'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 1 });
     expect(statements).toEqual(['payment-insert-if-absent']);
-    // Another process moves it on; a third, remembering nothing, guesses "new", writes nothing, reads, applies.
+    // Another process moves it on; a third, remembering nothing, guesses "new", writes nothing, and decides
+    // again on the row its insert found (no read of its own).
     expect(await t.engine.applyEvent(paymentId, np('confirming'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 2 });
     statements.length = 0;
     const third = createEngine({ pool: counting });
     expect(await third.applyEvent(paymentId, np('confirmed'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3 });
-    expect(statements).toEqual(['payment-insert-if-absent', 'payment-read', 'payment-update-if-version']);
-    // A stale status for it, in yet another process: nothing written, the journal untouched.
+    expect(statements).toEqual(['payment-insert-if-absent', 'payment-update-if-version']);
+    // A stale status for it, in yet another process: one statement, nothing written, the journal untouched.
+    statements.length = 0;
     expect(await createEngine({ pool: counting }).applyEvent(paymentId, np('waiting'), { source: 'ipn' })).toMatchObject({ outcome: 'duplicate', version: 3 });
+    expect(statements).toEqual(['payment-insert-if-absent']);
+    // A copy two versions behind (a process that last wrote v1): its update loses and sees v3; one more statement writes v4.
+    const behind = createEngine({ pool: counting });
+    const other = newPaymentId();
+    expect(await behind.applyEvent(other, np('waiting'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 1 });
+    expect(await t.engine.applyEvent(other, np('confirming'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 2 });
+    expect(await t.engine.applyEvent(other, np('confirmed'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 3 });
+    statements.length = 0;
+    expect(await behind.applyEvent(other, np('sending'), { source: 'ipn' })).toMatchObject({ outcome: 'applied', version: 4 });
+    expect(statements).toEqual(['payment-update-if-version', 'payment-update-if-version']);
+    expect((await journalOf(t.db, other)).map((j) => j.seq)).toEqual([1, 2, 3, 4]);
     expect((await journalOf(t.db, paymentId)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming', 'np.confirmed']);
+  });
+
+  it('a write that lost to a commit it waited for reads the row: its own view of the payment predates that commit', async () => {
+    const np = (status: string): PaymentEvent => ({ type: `np.${status}`, facts }) as PaymentEvent;
+    const other = createEngine({ pool: t.db.pool });
+    /** Runs `event` through `other` in a transaction held open until `race` (this engine's write) waits for its lock. */
+    const beatenBy = async (paymentId: string, event: PaymentEvent, race: () => Promise<unknown>) => {
+      const holder = await t.db.pool.connect();
+      try {
+        await holder.query('BEGIN');
+        expect(await other.applyEvent(paymentId, event, { source: 'ipn', tx: holder })).toMatchObject({ outcome: 'applied' });
+        const raced = race();
+        await vi.waitFor(
+          async () => {
+            const { rows } = await t.db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%payments%' AND pid <> $1`, [(holder as unknown as { processID: number }).processID]);
+            expect(rows).not.toHaveLength(0);
+          },
+          { timeout: 10_000, interval: 10 },
+        );
+        await holder.query('COMMIT');
+        return await raced;
+      } finally {
+        holder.release();
+      }
+    };
+    const { pool: counting, sent: statements } = recordingPool(t.db.pool);
+    // An insert that waited for another process's insert of the same payment: nothing of it in its view.
+    const created = newPaymentId();
+    const fresh = createEngine({ pool: counting });
+    expect(await beatenBy(created, np('waiting'), () => fresh.applyEvent(created, np('confirming'), { source: 'ipn' }))).toMatchObject({ outcome: 'applied', version: 2 });
+    expect(statements).toEqual(['payment-insert-if-absent', 'payment-read', 'payment-update-if-version']);
+    // An update that waited for another process's update: its view is the version it tried (not newer), so it reads.
+    statements.length = 0;
+    expect(await beatenBy(created, np('confirmed'), () => fresh.applyEvent(created, np('sending'), { source: 'ipn' }))).toMatchObject({ outcome: 'applied', version: 4 });
+    expect(statements).toEqual(['payment-update-if-version', 'payment-read', 'payment-update-if-version']);
+    expect((await journalOf(t.db, created)).map((j) => j.event_type)).toEqual(['np.waiting', 'np.confirming', 'np.confirmed', 'np.sending']);
   });
 
   it('two engines applying the same events concurrently: each event once, versions without gaps', async () => {

@@ -106,7 +106,18 @@ export function deliveryWrittenWith(d: NewDelivery, eventType: string): WrittenA
       ON CONFLICT (body_hash) DO NOTHING
       RETURNING id`,
     values: [d.bodyHash, d.rawBody, d.jsonBody, d.paymentStatus, eventType],
+    // When the transition is not written (a re-send, a stale status), the stored delivery of these bytes
+    // comes back with that statement: the duplicate is answered without a lookup of its own.
+    seen: (n) => `SELECT json_build_object('id', id::text, 'status', status) FROM ipn_deliveries WHERE body_hash = $${n}::text`,
   };
+}
+
+/** The alongside's `seen` (deliveryWrittenWith) as a stored delivery: null when none was stored then, undefined when not looked up. */
+export function seenDelivery(value: unknown): StoredDelivery | null | undefined {
+  if (value === undefined) return undefined;
+  if (value === null) return null;
+  const { id, status } = value as { id: string; status: DeliveryStatus };
+  return { id, status, inserted: false };
 }
 
 export interface DeliveryUpdate {

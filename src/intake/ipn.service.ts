@@ -6,7 +6,7 @@ import { findJsonProblem, sanitizeJson } from '../domain/text.js';
 import type { PaymentSnapshot } from '../machines/payment.step.js';
 import type { Engine } from '../persistence/apply-event.js';
 import { isDataError, isDatabaseUnavailable } from '../persistence/database.js';
-import { deliveryWrittenWith, findByHash, getDelivery, insertDeliveryWithOutcome, markDelivery, storeDelivery, type DeliveryUpdate, type NewDelivery } from './ipn-deliveries.repo.js';
+import { deliveryWrittenWith, findByHash, getDelivery, insertDeliveryWithOutcome, markDelivery, seenDelivery, storeDelivery, type DeliveryUpdate, type NewDelivery } from './ipn-deliveries.repo.js';
 import { mapIpnBody, type IpnMapping } from './ipn-to-event.js';
 import { ipnProcessed } from './ipn.metrics.js';
 
@@ -29,8 +29,9 @@ import { ipnProcessed } from './ipn.metrics.js';
 // Cost: a usable IPN is stored, applied and marked in ONE transaction (the delivery row, written once
 // with its outcome, the payment, its journal and its jobs commit together). If anything in it fails, it all rolls back and the IPN
 // takes the careful path: stored on its own first, then applied, so "stored even if applying fails"
-// holds exactly as before. A re-sent body already applied costs one statement and writes nothing, or
-// nothing at all when this process applied it (settled, below).
+// holds exactly as before. A re-sent body already applied costs one statement and writes nothing (the
+// write that loses answers the payment it found and the stored delivery of these bytes), or no statement
+// at all when this process applied it (settled, below).
 
 export type IpnOutcome =
   | { status: 'applied' | 'duplicate'; deliveryId: string; paymentId: string | null; /** null when answered from the stored delivery. */ version: number | null }
@@ -144,7 +145,9 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
     // nothing was written: a body stored before keeps its row (no insert, so not even a sequence value
     // is used up by a re-send), a new one is stored with its outcome.
     let id = result.outcome === 'applied' ? result.alongside! : null;
-    let stored = id === null ? await findByHash(pool, delivery.bodyHash) : undefined;
+    // A write that lost already looked these bytes up (null: not stored then; an insert below settles a race).
+    const seen = result.outcome === 'duplicate' ? seenDelivery(result.alongsideSeen) : undefined;
+    let stored = id === null ? (seen === undefined ? await findByHash(pool, delivery.bodyHash) : (seen ?? undefined)) : undefined;
     if (id === null && !stored) {
       id = await insertDeliveryWithOutcome(pool, delivery, update);
       if (id === null) stored = await findByHash(pool, delivery.bodyHash); // stored meanwhile

@@ -21,7 +21,8 @@ export type { AfterCommitWork, ApplyOptions, ApplyResult, EagerJobs, EagerSlot, 
 // (payment_id, seq) backs it up), but a transition costs two round trips instead of seven, and a
 // replay — the common case under IPN retries and duplicate jobs — is a single read with no write.
 // The snapshot this process last wrote is remembered, so the next event for the same payment can go
-// straight to the compare-and-set; a stale copy only costs a lost compare-and-set and a re-read.
+// straight to the compare-and-set; a stale copy only costs a lost compare-and-set, whose statement also
+// answers the newer committed row it saw, so deciding again needs no read of its own.
 
 interface Known {
   version: number;
@@ -60,6 +61,10 @@ interface WriteHow {
   ownTransaction: boolean;
   /** Eager slots taken for this attempt's jobs (EngineDeps.eager): run once committed, else given back. */
   held: Held[];
+  /** Set when the compare-and-set lost: the newer committed payment the statement saw, if it saw one. */
+  lostTo?: Known;
+  /** Set when the compare-and-set lost: the value of the alongside's `seen` (WrittenAlongside.seen). */
+  alongsideSeen?: unknown;
 }
 
 /** An eager slot and the job it was taken for; `inserted` once the write inserted that job claimed. */
@@ -109,8 +114,13 @@ export function createEngine(deps: EngineDeps): Engine {
     // The caller's rows to record with the transition, until a statement committed them.
     let recorded = options.tx ? undefined : options.recordWith;
     if (options.recordWith && options.tx) return { outcome: 'unrecorded', paymentId, why: 'not one statement' };
+    // The committed payment a lost compare-and-set saw: the next attempt decides on it without a read.
+    let lostTo: Known | undefined;
+    // What the alongside's `seen` answered in the last lost write, handed to a duplicate's caller.
+    let alongsideSeen: { value: unknown } | undefined;
     for (let attempt = 1; ; attempt++) {
-      const { seen, stepped } = await currentState(db, paymentId, event, attempt === 1, options.refuse);
+      const { seen, stepped } = await currentState(db, paymentId, event, attempt === 1, options.refuse, lostTo);
+      lostTo = undefined;
       const refusal = options.refuse?.(seen?.snapshot ?? null);
       if (refusal) return { outcome: 'refused', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null, reason: refusal };
       // The first event for an unknown payment creates its machine: no row is ever required beforehand.
@@ -118,7 +128,7 @@ export function createEngine(deps: EngineDeps): Engine {
       if (!first.changed) {
         if (recorded) return { outcome: 'unrecorded', paymentId, why: 'no change' };
         // A replay, a stale status, or a result for a step not reached: nothing to write.
-        return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null };
+        return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null, ...(alongsideSeen && { alongsideSeen: alongsideSeen.value }) };
       }
       if (recorded && (!seen || first.effects.length > 0)) return { outcome: 'unrecorded', paymentId, why: 'not one statement' };
       const base = seen?.version ?? 0;
@@ -126,9 +136,10 @@ export function createEngine(deps: EngineDeps): Engine {
       let written: Written | null = null;
       let gateClosed = false;
       const held: Held[] = [];
+      const how: WriteHow = { alongside: options.alongside, recorded, queued, ownTransaction: !options.tx, held };
       try {
         const write = async (tx: Queryable) => {
-          const result = await writeTransition(tx, paymentId, base, entries, { alongside: options.alongside, recorded, queued, ownTransaction: !options.tx, held });
+          const result = await writeTransition(tx, paymentId, base, entries, how);
           if (result === GATE_CLOSED) {
             gateClosed = true;
             return null;
@@ -164,7 +175,9 @@ export function createEngine(deps: EngineDeps): Engine {
         }
         return { outcome: 'applied', paymentId, version, state, effects, ...(options.alongside && { alongside }) };
       }
-      // Another writer committed this version first: re-read and decide again on its result.
+      // Another writer committed this version first: decide again on its result (what the write saw, or a read).
+      lostTo = how.lostTo;
+      if ('alongsideSeen' in how) alongsideSeen = { value: how.alongsideSeen };
       if (attempt >= MAX_ATTEMPTS) throw new Error(`applyEvent: payment ${paymentId} kept changing under ${MAX_ATTEMPTS} attempts`);
     }
   }
@@ -246,8 +259,7 @@ export function createEngine(deps: EngineDeps): Engine {
     if (first.from) params.push(base, JSON.stringify(first.from.value) !== JSON.stringify(snapshot.value));
     // Named statements: Postgres parses and plans each once per connection, not once per event.
     const sql = first.from ? UPDATE_IF_VERSION : INSERT_IF_ABSENT;
-    let alongsideId: string | null = null;
-    if (alongside || recorded || jobs.length > 0 || riders.length > 0) {
+    {
       // The jobs, the caller's row and the riders' SQL ride in the same statement, written (or
       // evaluated) only if the transition is; recorded rows ride in it whatever the compare-and-set decides.
       const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside, recorded, riders: riders.map((r) => r.rider) }, params.length + 1);
@@ -265,22 +277,26 @@ export function createEngine(deps: EngineDeps): Engine {
         ...riders.flatMap((r) => r.rider.values),
       ];
       const result = await withMissingQueueNamed(jobs, () =>
-        tx.query<Record<string, unknown> & { journal_rows: number; alongside_id: string | null; gate_open?: boolean; eager_ids?: string[] | null }>({ ...statement, values }),
+        tx.query<Record<string, unknown> & { journal_rows: number; alongside_id: string | null; seen: Row | null; gate_open?: boolean; eager_ids?: string[] | null }>({ ...statement, values }),
       );
       const row = result.rows[0]!;
       if (recorded && !row.gate_open) return GATE_CLOSED;
-      if (row.journal_rows === 0) return null;
+      if (row.journal_rows === 0) {
+        if (alongside?.seen) how.alongsideSeen = row.alongside_seen;
+        // Only a version newer than the one tried says who won; an older one is the statement's snapshot from before that commit.
+        if (row.seen && row.seen.version > base) how.lostTo = { version: row.seen.version, state: row.seen.state, snapshot: restore(row.seen.snapshot) };
+        return null;
+      }
       const claimed = new Set(row.eager_ids ?? []);
       for (const h of held) h.inserted = claimed.has(h.job.id);
-      alongsideId = row.alongside_id;
       // Their SQL ran in the write; the rest of their work follows, last in the transaction.
       for (const [i, { effect, spec, rider }] of riders.entries()) {
         const then = () => rider.then(row[`rider_${i}`], tx);
         if (spec.onError === 'fail') await then();
         else await performOrThrow(effect, then);
       }
-    } else if (((await tx.query({ ...sql, values: params })).rowCount ?? 0) === 0) return null;
-    return { version, state: summary.state, snapshot, effects: jobs, alongside: alongsideId, after };
+      return { version, state: summary.state, snapshot, effects: jobs, alongside: row.alongside_id, after };
+    }
   }
 
   /**
@@ -289,9 +305,16 @@ export function createEngine(deps: EngineDeps): Engine {
    * read is saved. If the event changes nothing there, that proves nothing (the copy may be behind), so
    * the row is read. A payment this process does not remember, for an event that would create it (a
    * first IPN), is guessed new: the insert only writes if no row exists (compare-and-set on absence),
-   * so a wrong guess writes nothing and the next attempt reads the row; the right one saves the read.
+   * so a wrong guess writes nothing and the next attempt decides on the row the insert found (below);
+   * the right one saves the read.
+   * After a lost compare-and-set, the committed row that write saw (`lostTo`) is as good as a read: it was
+   * committed before a statement that started after this event arrived.
    */
-  async function currentState(db: Queryable, paymentId: string, event: PaymentEvent, useRecent: boolean, refuse: ApplyOptions['refuse']): Promise<Seen> {
+  async function currentState(db: Queryable, paymentId: string, event: PaymentEvent, useRecent: boolean, refuse: ApplyOptions['refuse'], lostTo?: Known): Promise<Seen> {
+    if (lostTo) {
+      recent.set(paymentId, lostTo);
+      return { seen: lostTo };
+    }
     const known = useRecent ? recent.get(paymentId) : undefined;
     if (known) {
       const stepped = step(known.snapshot, event);

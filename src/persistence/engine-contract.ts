@@ -41,7 +41,17 @@ export type ApplyResult =
       /** With `alongside`: the id its insert returned, null when it inserted nothing (ON CONFLICT). */
       alongside?: string | null;
     }
-  | { outcome: 'duplicate'; paymentId: string; version: number; state: SummaryState | null };
+  | {
+      outcome: 'duplicate';
+      paymentId: string;
+      version: number;
+      state: SummaryState | null;
+      /**
+       * With `alongside` that has `seen`: its value, when a write statement of this call lost and so
+       * evaluated it (null: it found nothing); absent when no write was tried.
+       */
+      alongsideSeen?: unknown;
+    };
 
 export interface Refused {
   outcome: 'refused';

@@ -17,10 +17,17 @@ export interface WrittenAlongside {
   name: string;
   sql(first: number): string;
   values: unknown[];
+  /**
+   * A scalar SQL expression over the same parameters (numbered from the same $first), evaluated only
+   * when the transition is not written: what the caller would otherwise look up in a round trip of its
+   * own to record that outcome (an IPN: its stored delivery). Answered as alongside_seen.
+   */
+  seen?(first: number): string;
 }
 
 // Both statements write the payment row and its journal rows in one statement: the journal insert only
-// happens if the row write did, so `rowCount >= 1` means "our version won". $3 is the version after the
+// happens if the row write did, so journal rows mean "our version won". They are run as composeWrite
+// makes them (which also answers what a lost compare-and-set saw), never as they stand. $3 is the version after the
 // last entry; the entries ($8) carry their own seq (a transition with an inline effect writes two).
 const JOURNAL = `
   INSERT INTO payment_journal (payment_id, seq, event_type, event, source, from_state, to_state, effects)
@@ -72,13 +79,23 @@ export interface RecordedWith {
 }
 
 /**
- * The write statement with, as CTEs written only when it is (they read `written`), the transition's
- * jobs (`jobs`: their JSON at $first, woken as pg-boss wakes them; eager_ids: the ones inserted claimed
- * for this process, see effect-jobs.ts) and the caller's row (`alongside`:
- * its parameters numbered after). Answers journal_rows (0: the compare-and-set lost, nothing written)
- * and alongside_id; with `recorded` (its CTEs' parameters numbered after the others), gate_open; with
- * `riders` (TransitionScope.ride, parameters numbered last), rider_<i>: each one's value.
- * One named statement per combination.
+ * When the compare-and-set lost, the payment as this statement saw it committed (version, state,
+ * snapshot as JSON), so the engine decides again on it instead of reading it in another round trip.
+ * The statement's snapshot may predate the commit that beat it (a writer that committed while the
+ * statement waited for its row lock, or for its primary key): then this is null or not newer than the
+ * version tried, and the engine reads. Not evaluated at all when the write won (a one-time filter).
+ */
+const SEEN_WHEN_LOST = `(SELECT json_build_object('version', p.version, 'state', p.state, 'snapshot', p.snapshot)
+       FROM payments p WHERE p.payment_id = $1 AND NOT EXISTS (SELECT FROM written)) AS seen`;
+
+/**
+ * The statement that writes a transition, with, as CTEs written only when it is (they read `written`), the
+ * transition's jobs (`jobs`: their JSON at $first, woken as pg-boss wakes them; eager_ids: the ones
+ * inserted claimed for this process, see effect-jobs.ts) and the caller's row (`alongside`: its
+ * parameters numbered after). Answers journal_rows (0: the compare-and-set lost, nothing written),
+ * alongside_id, alongside_seen (WrittenAlongside.seen) and `seen` (SEEN_WHEN_LOST); with `recorded` (its CTEs' parameters numbered after the
+ * others), gate_open; with `riders` (TransitionScope.ride, parameters numbered last), rider_<i>: each
+ * one's value. One named statement per combination.
  */
 const composed = new Map<string, { name: string; text: string }>();
 export function composeWrite(
@@ -101,6 +118,7 @@ export function composeWrite(
     const ctes = [`journal AS (${JOURNAL} RETURNING 1)`];
     if (jobs) ctes.push(`ins AS (${insertJobsSql(`$${first}`, 'written')})`, `woken AS (${WAKE_WORKERS_SQL})`);
     if (alongside) ctes.push(`alongside AS (${alongside.sql(first + (jobs ? 1 : 0))})`);
+    const alongsideSeen = alongside?.seen ? `(SELECT (${alongside.seen(first + (jobs ? 1 : 0))}) WHERE NOT EXISTS (SELECT FROM written))` : 'NULL';
     // Riding expressions, parameters numbered after everything else's, evaluated once per row of
     // `written`: not at all when the compare-and-set lost.
     let at = first + (jobs ? 1 : 0) + (alongside?.values.length ?? 0) + (recorded?.values.length ?? 0);
@@ -114,7 +132,7 @@ export function composeWrite(
       name,
       text: `${head},
   ${ctes.join(',\n  ')}
-  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id${jobs ? `, (SELECT count(*) FROM woken)::int AS woken, (${EAGER_INSERTED_SQL}) AS eager_ids` : ''}${recorded ? `, (${recorded.gate}) AS gate_open` : ''}${ridden.join('')}`,
+  SELECT (SELECT count(*) FROM journal)::int AS journal_rows, ${alongside ? '(SELECT id FROM alongside)::text' : 'NULL'} AS alongside_id, ${alongsideSeen} AS alongside_seen, ${SEEN_WHEN_LOST}${jobs ? `, (SELECT count(*) FROM woken)::int AS woken, (${EAGER_INSERTED_SQL}) AS eager_ids` : ''}${recorded ? `, (${recorded.gate}) AS gate_open` : ''}${ridden.join('')}`,
     };
     composed.set(name, statement);
   }

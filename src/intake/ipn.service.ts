@@ -59,7 +59,8 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
   // outcomes (applied, or the machine already had it) are remembered; a body stored but not applied is
   // always looked up, so its re-send still re-applies it. Another instance, or this one after a restart,
   // finds the stored row instead: the answer is the same.
-  const settled = new LRUCache<string, string>({ max: 20_000 });
+  // The answer needs nothing of the body, so a remembered re-send is not even mapped.
+  const settled = new LRUCache<string, { deliveryId: string; paymentId: string | null }>({ max: 20_000 });
 
   async function park(deliveryId: string, paymentId: string | null, problem: string, eventType: string | null = null): Promise<IpnOutcome> {
     await markDelivery(pool, deliveryId, { status: 'parked', problem, paymentId, eventType });
@@ -162,7 +163,7 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
     } else {
       outcome = repeated(stored, mapping); // stored and settled before: nothing new
     }
-    if (outcome.status === 'applied' || outcome.status === 'duplicate') settled.set(delivery.bodyHash, outcome.deliveryId);
+    if (outcome.status === 'applied' || outcome.status === 'duplicate') settled.set(delivery.bodyHash, { deliveryId: outcome.deliveryId, paymentId });
     if (outcome.status === 'parked') log.warn({ deliveryId: outcome.deliveryId, paymentId, problem: outcome.problem }, 'verified IPN parked: it cannot be applied as it stands; resume with replayDelivery');
     else if (outcome.status === 'applied' || (outcome.status === 'duplicate' && outcome.version !== null)) log.info({ deliveryId: outcome.deliveryId, paymentId, event: event.type, outcome: outcome.status, source: 'ipn' }, 'IPN applied');
     ipnProcessed.inc({ outcome: outcome.status });
@@ -178,13 +179,13 @@ export function createIpnService(deps: IpnServiceDeps): IpnService {
 
   return {
     async receive(raw, body) {
-      const mapping = mapIpnBody(body);
       const bodyHash = createHash('sha256').update(raw).digest('hex');
       const settledAs = settled.get(bodyHash);
       if (settledAs) {
         ipnProcessed.inc({ outcome: 'duplicate' });
-        return { status: 'duplicate', deliveryId: settledAs, paymentId: mapping.paymentId, version: null };
+        return { status: 'duplicate', deliveryId: settledAs.deliveryId, paymentId: settledAs.paymentId, version: null };
       }
+      const mapping = mapIpnBody(body);
       const rawBody = raw.toString('utf8');
       const sanitised = () => JSON.stringify(sanitizeJson(body));
       const unsafe = findJsonProblem(body, '');

@@ -577,10 +577,12 @@ export async function benchE2e(db: BenchDatabase, log: (line: string) => void, o
       const ipns = presignedIpns(IPN_SECRET, PRESIGNED_PER_SECOND * S);
       const fresh = await measure(() => benchIngest(http, ipns, clients, S, applied));
       const ingestRow: LoadResult = { ...fresh.result, perSecond: ingestMedian.perSecond, failures: fresh.result.failures + ingestFailures, firstFailure: fresh.result.firstFailure ?? ingestRuns.find((r) => r.firstFailure)?.firstFailure ?? null };
-      // The ~50,000 rows the ingest windows inserted are vacuumed now, outside any window: autovacuum
-      // would otherwise do it during one of the read windows below and put its CPU and WAL there. (That
-      // cost belongs to the writes; no row of this table includes it.)
-      await diag.query('VACUUM payments, payment_journal, ipn_deliveries');
+      // The ~50,000 rows the ingest windows inserted are vacuumed and analysed now, and the pages they
+      // dirtied written out, outside any window: autovacuum and the spread checkpoint would otherwise do
+      // it during the read windows below (a quarter of a core for tens of seconds) and put their CPU and
+      // WAL there. That cost belongs to the writes; no row of this table includes it.
+      await diag.query('VACUUM (ANALYZE) payments, payment_journal, ipn_deliveries');
+      await diag.query('CHECKPOINT').catch((error: Error) => log(`  (no CHECKPOINT before the read windows: ${error.message})`));
       await meter.settle();
       const duplicate = await measure(() => benchDuplicates(http, applied.slice(-REMEMBERED_DUPLICATES), clients, S));
       const fromPeer = peer.applied.length ? await measure(() => benchDuplicatesOnce(http, peer.applied, clients, S)) : null;

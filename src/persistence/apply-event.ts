@@ -259,44 +259,42 @@ export function createEngine(deps: EngineDeps): Engine {
     if (first.from) params.push(base, JSON.stringify(first.from.value) !== JSON.stringify(snapshot.value));
     // Named statements: Postgres parses and plans each once per connection, not once per event.
     const sql = first.from ? UPDATE_IF_VERSION : INSERT_IF_ABSENT;
-    {
-      // The jobs, the caller's row and the riders' SQL ride in the same statement, written (or
-      // evaluated) only if the transition is; recorded rows ride in it whatever the compare-and-set decides.
-      const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside, recorded, riders: riders.map((r) => r.rider) }, params.length + 1);
-      // Only the engine's own transaction hands jobs to this process: it alone sees the commit.
-      const eager = ownTransaction && deps.eager ? jobs.map((job) => deps.eager!.take(job.effect)) : [];
-      eager.forEach((slot, i) => {
-        const { effect, attempt } = jobs[i]!;
-        if (slot) held.push({ slot, job: { id: effectJobId(paymentId, effect, attempt), paymentId, effect, attempt }, inserted: false });
-      });
-      const values = [
-        ...params,
-        ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs, eager.map(Boolean))] : []),
-        ...(alongside?.values ?? []),
-        ...(recorded?.values ?? []),
-        ...riders.flatMap((r) => r.rider.values),
-      ];
-      const result = await withMissingQueueNamed(jobs, () =>
-        tx.query<Record<string, unknown> & { journal_rows: number; alongside_id: string | null; seen: Row | null; gate_open?: boolean; eager_ids?: string[] | null }>({ ...statement, values }),
-      );
-      const row = result.rows[0]!;
-      if (recorded && !row.gate_open) return GATE_CLOSED;
-      if (row.journal_rows === 0) {
-        if (alongside?.seen) how.alongsideSeen = row.alongside_seen;
-        // Only a version newer than the one tried says who won; an older one is the statement's snapshot from before that commit.
-        if (row.seen && row.seen.version > base) how.lostTo = { version: row.seen.version, state: row.seen.state, snapshot: restore(row.seen.snapshot) };
-        return null;
-      }
-      const claimed = new Set(row.eager_ids ?? []);
-      for (const h of held) h.inserted = claimed.has(h.job.id);
-      // Their SQL ran in the write; the rest of their work follows, last in the transaction.
-      for (const [i, { effect, spec, rider }] of riders.entries()) {
-        const then = () => rider.then(row[`rider_${i}`], tx);
-        if (spec.onError === 'fail') await then();
-        else await performOrThrow(effect, then);
-      }
-      return { version, state: summary.state, snapshot, effects: jobs, alongside: row.alongside_id, after };
+    // The jobs, the caller's row and the riders' SQL ride in the same statement, written (or
+    // evaluated) only if the transition is; recorded rows ride in it whatever the compare-and-set decides.
+    const statement = composeWrite(sql, { jobs: jobs.length > 0, alongside, recorded, riders: riders.map((r) => r.rider) }, params.length + 1);
+    // Only the engine's own transaction hands jobs to this process: it alone sees the commit.
+    const eager = ownTransaction && deps.eager ? jobs.map((job) => deps.eager!.take(job.effect)) : [];
+    eager.forEach((slot, i) => {
+      const { effect, attempt } = jobs[i]!;
+      if (slot) held.push({ slot, job: { id: effectJobId(paymentId, effect, attempt), paymentId, effect, attempt }, inserted: false });
+    });
+    const values = [
+      ...params,
+      ...(jobs.length > 0 ? [effectJobsJson(paymentId, jobs, eager.map(Boolean))] : []),
+      ...(alongside?.values ?? []),
+      ...(recorded?.values ?? []),
+      ...riders.flatMap((r) => r.rider.values),
+    ];
+    const result = await withMissingQueueNamed(jobs, () =>
+      tx.query<Record<string, unknown> & { journal_rows: number; alongside_id: string | null; seen: Row | null; gate_open?: boolean; eager_ids?: string[] | null }>({ ...statement, values }),
+    );
+    const row = result.rows[0]!;
+    if (recorded && !row.gate_open) return GATE_CLOSED;
+    if (row.journal_rows === 0) {
+      if (alongside?.seen) how.alongsideSeen = row.alongside_seen;
+      // Only a version newer than the one tried says who won; an older one is the statement's snapshot from before that commit.
+      if (row.seen && row.seen.version > base) how.lostTo = { version: row.seen.version, state: row.seen.state, snapshot: restore(row.seen.snapshot) };
+      return null;
     }
+    const claimed = new Set(row.eager_ids ?? []);
+    for (const h of held) h.inserted = claimed.has(h.job.id);
+    // Their SQL ran in the write; the rest of their work follows, last in the transaction.
+    for (const [i, { effect, spec, rider }] of riders.entries()) {
+      const then = () => rider.then(row[`rider_${i}`], tx);
+      if (spec.onError === 'fail') await then();
+      else await performOrThrow(effect, then);
+    }
+    return { version, state: summary.state, snapshot, effects: jobs, alongside: row.alongside_id, after };
   }
 
   /**

@@ -26,9 +26,9 @@ export interface WrittenAlongside {
 }
 
 // Both statements write the payment row and its journal rows in one statement: the journal insert only
-// happens if the row write did, so journal rows mean "our version won". They are run as composeWrite
-// makes them (which also answers what a lost compare-and-set saw), never as they stand. $3 is the version after the
-// last entry; the entries ($8) carry their own seq (a transition with an inline effect writes two).
+// happens if the row write did, so journal rows mean "our version won". They run only as composeWrite
+// makes them (which also answers what a lost compare-and-set saw). $3 is the version after the last
+// entry; the entries ($8) carry their own seq (a transition with an inline effect writes two).
 const JOURNAL = `
   INSERT INTO payment_journal (payment_id, seq, event_type, event, source, from_state, to_state, effects)
   SELECT payment_id, j.seq, j.event_type, j.event, j.source, j.from_state, j.to_state, j.effects

@@ -116,8 +116,8 @@ export function createEngine(deps: EngineDeps): Engine {
     if (options.recordWith && options.tx) return { outcome: 'unrecorded', paymentId, why: 'not one statement' };
     // The committed payment a lost compare-and-set saw: the next attempt decides on it without a read.
     let lostTo: Known | undefined;
-    // What the alongside's `seen` answered in the last lost write, handed to a duplicate's caller.
-    let alongsideSeen: { value: unknown } | undefined;
+    // What the alongside's `seen` answered in the last lost write (null: nothing), handed to a duplicate's caller.
+    let alongsideSeen: unknown;
     for (let attempt = 1; ; attempt++) {
       const { seen, stepped } = await currentState(db, paymentId, event, attempt === 1, options.refuse, lostTo);
       lostTo = undefined;
@@ -128,7 +128,7 @@ export function createEngine(deps: EngineDeps): Engine {
       if (!first.changed) {
         if (recorded) return { outcome: 'unrecorded', paymentId, why: 'no change' };
         // A replay, a stale status, or a result for a step not reached: nothing to write.
-        return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null, ...(alongsideSeen && { alongsideSeen: alongsideSeen.value }) };
+        return { outcome: 'duplicate', paymentId, version: seen?.version ?? 0, state: seen?.state ?? null, ...(alongsideSeen !== undefined && { alongsideSeen }) };
       }
       if (recorded && (!seen || first.effects.length > 0)) return { outcome: 'unrecorded', paymentId, why: 'not one statement' };
       const base = seen?.version ?? 0;
@@ -177,7 +177,7 @@ export function createEngine(deps: EngineDeps): Engine {
       }
       // Another writer committed this version first: decide again on its result (what the write saw, or a read).
       lostTo = how.lostTo;
-      if ('alongsideSeen' in how) alongsideSeen = { value: how.alongsideSeen };
+      if (how.alongsideSeen !== undefined) alongsideSeen = how.alongsideSeen;
       if (attempt >= MAX_ATTEMPTS) throw new Error(`applyEvent: payment ${paymentId} kept changing under ${MAX_ATTEMPTS} attempts`);
     }
   }
